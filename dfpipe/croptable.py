@@ -1,0 +1,76 @@
+"""Read the labelled crops of one split, as split.py lays them out.
+
+Train and evaluate both read crops through here, so videos and groups always come from
+the split table (never from parsing file names). A folder without ``split.csv`` but laid
+out as ``<split>/{real,fake}/<video>/<image>`` is read too: the video is the parent folder.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PipelineError
+from .labels import CLASS_NAMES, IMAGE_EXTENSIONS, label_id
+
+SPLIT_TABLE = "split.csv"
+SPLIT_NAMES: tuple[str, str, str] = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Crop:
+    """One face crop with its class (0 real, 1 fake), video and source group."""
+
+    path: Path
+    label: int
+    video_id: str
+    group: str
+    split: str
+    frame: int = -1
+
+
+def load_split(root: Path, split: str) -> list[Crop]:
+    """All crops of ``split`` under ``root``, ordered by path; a clear error if none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise PipelineError(f"split folder not found: {root} (run split.py first)")
+    table = root / SPLIT_TABLE
+    crops = _from_table(root, table, split) if table.is_file() else _from_folders(root, split)
+    if not crops:
+        raise PipelineError(f"no crops in split '{split}' under {root}")
+    return crops
+
+
+def _from_table(root: Path, table: Path, split: str) -> list[Crop]:
+    crops = []
+    with open(table, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row["split"] != split:
+                continue
+            frame = row.get("frame", "")
+            crops.append(Crop(
+                path=root / row["path"],
+                label=label_id(row["label"]),
+                video_id=row["video_id"],
+                group=row.get("group") or row["video_id"],
+                split=split,
+                frame=int(frame) if frame not in ("", None) else -1,
+            ))
+    return sorted(crops, key=lambda c: str(c.path))
+
+
+def _from_folders(root: Path, split: str) -> list[Crop]:
+    base = root / split
+    if not base.is_dir():
+        raise PipelineError(f"no '{split}' folder under {root} (expected {base}/real, {base}/fake)")
+    crops = []
+    for name in CLASS_NAMES:
+        for path in sorted((base / name).rglob("*")):
+            if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+                continue
+            video = path.parent.name if path.parent != base / name else path.stem
+            stem = path.stem.split("_")[0]
+            crops.append(Crop(path=path, label=label_id(name), video_id=video, group=video,
+                              split=split, frame=int(stem) if stem.isdigit() else -1))
+    return sorted(crops, key=lambda c: str(c.path))
