@@ -1,0 +1,74 @@
+"""Stage 1: sample frames of labelled videos, detect faces, save square crops + a manifest."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dfpipe.errors import run_cli
+from dfpipe.extract import Settings, parse_shard, run
+from dfpipe.faces import DEFAULT_DETECT_MAX_SIDE, DEFAULT_MARGIN, DEFAULT_SIZE, DETECTORS
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--input", type=Path, default=Path("dataset"),
+                   help="dataset folder with real/ and fake/ (videos at any depth below them)")
+    p.add_argument("--output", type=Path, default=Path("preprocessed"),
+                   help="where crops and the manifest go")
+    p.add_argument("--detector", choices=sorted(DETECTORS), default="retinaface",
+                   help="face detector (mtcnn works offline; retinaface needs retinaface.h5)")
+    sample = p.add_mutually_exclusive_group()
+    sample.add_argument("--every", type=int, default=15, help="keep every Nth frame")
+    sample.add_argument("--frames", type=int, default=None,
+                        help="keep K evenly spaced frames instead of every Nth")
+    p.add_argument("--detect-max-side", type=int, default=DEFAULT_DETECT_MAX_SIDE,
+                   help="detect on a copy no larger than this (pixels); 0 = full size")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="detector confidence threshold (default: the detector's own, 0.9)")
+    p.add_argument("--faces", choices=["largest", "all"], default="largest",
+                   help="keep the largest face per frame, or all faces")
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                   help="square crop side = margin x face size (FaceForensics++ uses 1.3)")
+    p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="crop side in pixels")
+    p.add_argument("--labels", type=Path, default=None,
+                   help="CSV path,label[,group] (paths relative to --input); "
+                        "default: INPUT/labels.csv when present")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    p.add_argument("--shard", default=None,
+                   help="K/N: take the K-th of N deterministic shares (K from 0), "
+                        "e.g. $SLURM_ARRAY_TASK_ID/4")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo every video of this share instead of resuming")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="when resuming, redo videos whose record says error")
+    p.add_argument("--limit", type=int, default=None, help="process only the first N videos")
+    return p.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    settings = Settings(detector=args.detector, every=args.every, frames=args.frames,
+                        margin=args.margin, size=args.size,
+                        detect_max_side=args.detect_max_side,
+                        min_confidence=args.min_confidence, faces=args.faces)
+    summary = run(args.input, args.output, settings, workers=args.workers,
+                  shard=parse_shard(args.shard), overwrite=args.overwrite,
+                  retry_errors=args.retry_errors, labels_csv=args.labels, limit=args.limit)
+    done = sum(summary.statuses.values())
+    rate = summary.frames_sampled / summary.seconds if summary.seconds else 0.0
+    print(f"videos: {summary.total} in share, {summary.skipped} already done, {done} processed "
+          f"(ok {summary.statuses['ok']}, no face {summary.statuses['no_face']}, "
+          f"error {summary.statuses['error']})")
+    print(f"faces saved: {summary.faces_saved}; sampled frames: {summary.frames_sampled} "
+          f"({rate:.1f} frames/s over {summary.seconds:.1f} s); output: {args.output}")
+    for line in summary.errors[:20]:
+        print(f"  {line}")
+    if len(summary.errors) > 20:
+        print(f"  ... and {len(summary.errors) - 20} more (see the manifest)")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
