@@ -7,6 +7,8 @@ Each detector keeps its defaults beside it, in :data:`DETECTORS`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -72,11 +74,13 @@ def ensure_retinaface_weights() -> Path:
             "--detector mtcnn") from None
     if not weights.is_file():
         log.info("RetinaFace weights missing at %s; trying to download them", weights)
+        chatter = io.StringIO()
         try:
-            retinaface_model.weight_utils.download_weights_if_necessary(
-                file_name="retinaface.h5", source_urls=retinaface_model.WEIGHTS_URLS)
+            with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+                retinaface_model.weight_utils.download_weights_if_necessary(
+                    file_name="retinaface.h5", source_urls=retinaface_model.WEIGHTS_URLS)
         except Exception:  # noqa: BLE001 - offline: any failure means no weights
-            log.debug("download failed", exc_info=True)
+            log.debug("download failed: %s", chatter.getvalue(), exc_info=True)
         if not weights.is_file():
             raise PipelineError(
                 f"RetinaFace weights not found at {weights} and could not be downloaded: "

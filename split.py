@@ -1,0 +1,74 @@
+"""Stage 2: quality-filter face crops and split them into train/val/test by source group.
+
+    python split.py --input preprocessed --output preprocessed_split
+
+A real video and every fake made from it (their ``group`` in the manifest) always land in
+the same split, so no face is seen in training and again in testing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dfpipe import quality, splits
+from dfpipe.errors import PipelineError, run_cli
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--input", type=Path, default=Path("preprocessed"),
+                   help="preprocess.py output folder (crops + manifest*.jsonl)")
+    p.add_argument("--output", type=Path, default=Path("preprocessed_split"),
+                   help="folder to create with train/val/test, split.csv and the report")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--ratios", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
+                     default=list(splits.DEFAULT_RATIOS),
+                     help="shares of train, val and test (scaled to sum to 1), met per class "
+                          "in crops and videos while keeping each group whole")
+    how.add_argument("--protocol", type=Path, default=None,
+                     help="official split instead of ratios: a folder with FaceForensics++ "
+                          "train.json/val.json/test.json, or a CSV with columns group,split")
+    p.add_argument("--unlisted", choices=splits.UNLISTED_CHOICES, default="error",
+                   help="with --protocol: what to do with groups the protocol does not list "
+                        "(error: refuse; drop: leave them out, counted in the report)")
+    p.add_argument("--seed", type=int, default=splits.DEFAULT_SEED,
+                   help="seed of the group assignment; same input and seed give the same split")
+    p.add_argument("--min-face", type=float, default=quality.MIN_FACE,
+                   help="drop crops whose face was smaller than this many pixels in the "
+                        "original frame (before resizing)")
+    p.add_argument("--min-sharpness", type=float, default=quality.MIN_SHARPNESS,
+                   help="drop crops whose variance of the Laplacian (blur measure) is lower")
+    p.add_argument("--min-confidence", type=float, default=quality.MIN_CONFIDENCE,
+                   help="drop crops whose detector confidence is lower")
+    p.add_argument("--max-per-video", type=int, default=None,
+                   help="keep at most this many crops per video, spread evenly over time "
+                        "(None keeps them all)")
+    p.add_argument("--copy", action="store_true",
+                   help="copy the crops instead of hard-linking them (links are used when "
+                        "possible, copies otherwise)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --output if it already exists")
+    p.add_argument("--workers", type=int, default=quality.default_workers(),
+                   help="threads reading crops to measure sharpness")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.max_per_video is not None and args.max_per_video < 1:
+        raise PipelineError("--max-per-video must be at least 1 (leave it out to keep all)")
+    rules = quality.QualityRules(min_face=args.min_face, min_sharpness=args.min_sharpness,
+                                 min_confidence=args.min_confidence,
+                                 max_per_video=args.max_per_video)
+    report = splits.run_split(args.input, args.output, rules=rules, ratios=args.ratios,
+                              seed=args.seed, protocol=args.protocol, unlisted=args.unlisted,
+                              copy=args.copy, overwrite=args.overwrite, workers=args.workers)
+    print(splits.report_text(report), end="")
+    print(f"written to {args.output} ({report['link_mode']})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
