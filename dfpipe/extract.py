@@ -32,8 +32,6 @@ from .video import VideoError, VideoInfo, iter_sampled_frames, open_video
 
 log = logging.getLogger(__name__)
 
-JPEG_QUALITY = 95
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -211,10 +209,7 @@ def _extract(job: VideoJob, settings: Settings, detector: facelib.Detector, info
             for face_no, face in enumerate(facelib.select_faces(faces, settings.faces)):
                 crop = facelib.crop_face(frame, face.box, settings.margin, settings.size)
                 name = f"{index:06d}_{face_no:02d}.jpg"
-                ok = cv2.imwrite(str(tmp_dir / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                                 [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-                if not ok:
-                    raise OSError(f"cannot write {tmp_dir / name}")
+                (tmp_dir / name).write_bytes(facelib.encode_crop(crop))
                 crops.append({
                     "file": f"{job.label}/{job.video_id}/{name}", "frame": index,
                     "face": face_no, "box": [round(v, 1) for v in face.box],

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MARGIN = 1.3
 DEFAULT_SIZE = 299
 DEFAULT_DETECT_MAX_SIDE = 640
+JPEG_QUALITY = 95
 
 
 @dataclass(frozen=True)
@@ -243,3 +244,18 @@ def crop_face(frame: np.ndarray, box: tuple[float, float, float, float],
     crop = frame[y1:y2, x1:x2]
     interp = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_CUBIC
     return cv2.resize(crop, (size, size), interpolation=interp)
+
+
+def encode_crop(crop: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """An RGB crop as the JPEG bytes preprocess saves (the app scores the same bytes)."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("cannot encode crop as JPEG")
+    return buf.tobytes()
+
+
+def jpeg_roundtrip(crop: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
+    """The crop exactly as a later stage would read it back from preprocess's JPEG file."""
+    bgr = cv2.imdecode(np.frombuffer(encode_crop(crop, quality), np.uint8), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
