@@ -72,11 +72,25 @@ def load_crops(root: Path) -> tuple[list[FaceCrop], dict[str, Any]]:
                                 f"({type(exc).__name__}: {exc}); re-run preprocess.py") from None
         videos_by_label[label] += 1
     stats = {"videos_in_manifest": len(records), "videos_by_status": dict(sorted(status.items())),
-             "ok_videos_by_label": {name: videos_by_label[name] for name in CLASS_NAMES}}
+             "ok_videos_by_label": {name: videos_by_label[name] for name in CLASS_NAMES},
+             "preprocess": preprocess_settings(records)}
     if not crops:
         raise PipelineError(f"the manifest in {root} lists no face crops "
                             "(every video ended in no_face or error; see its messages)")
     return crops, stats
+
+
+def preprocess_settings(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The detector and crop/sampling settings the crops were made with, for the model's
+    metadata (so the app crops new videos the same way); warns if the records disagree."""
+    seen = {json.dumps({"detector": r.get("detector"), **(r.get("settings") or {})},
+                       sort_keys=True) for r in records if r.get("settings")}
+    if not seen:
+        return None
+    if len(seen) > 1:
+        log.warning("the manifest records were made with %d different settings; the model's "
+                    "metadata will state the first: %s", len(seen), sorted(seen)[0])
+    return json.loads(sorted(seen)[0])
 
 
 def _crop(rec: dict[str, Any], crop: dict[str, Any], label: str) -> FaceCrop:
@@ -481,6 +495,7 @@ def run_split(input_dir: Path, output: Path, *, rules: QualityRules | None = Non
         "filter": {"min_face": rules.min_face, "min_sharpness": rules.min_sharpness,
                    "min_confidence": rules.min_confidence, "max_per_video": rules.max_per_video,
                    "crops_in": len(crops), "removed": removed, "crops_kept": len(kept)},
+        "preprocess": stats.pop("preprocess"),
         "videos": {**stats, "videos_kept": summary["all"]["videos"]},
         "dropped_unlisted": dropped, "splits": summary, "leak_check": {"passed": True, **leak},
         "warnings": class_warnings(summary)}

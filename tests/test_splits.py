@@ -43,6 +43,10 @@ def write_jpeg(path: Path, seed: int, blurred: bool = False) -> None:
     assert cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
 
 
+SETTINGS = {"every": 5, "frames": None, "margin": 1.3, "size": 64, "detect_max_side": 640,
+            "min_confidence": 0.9, "faces": "largest"}
+
+
 def add_video(root: Path, video_id: str, label: str, group: str, n_crops: int, *,
               blurred: set[int] = frozenset(), sizes: dict[int, float] | None = None,
               confidences: dict[int, float] | None = None, status: str = "ok") -> None:
@@ -59,7 +63,7 @@ def add_video(root: Path, video_id: str, label: str, group: str, n_crops: int, *
         "video_id": video_id, "source": f"/data/{label}/{video_id}.mp4",
         "relpath": f"{label}/{video_id}.mp4", "label": label, "group": group,
         "group_rule": "labels_csv", "fps": 25.0, "frames_read": 100, "frames_sampled": n_crops,
-        "faces_saved": len(crops), "detector": "mtcnn", "settings": {}, "seconds": 0.1,
+        "faces_saved": len(crops), "detector": "mtcnn", "settings": SETTINGS, "seconds": 0.1,
         "status": status, "message": "", "crops": crops})
 
 
@@ -382,3 +386,10 @@ def test_group_sizes_count_crops_and_videos():
              FaceCrop("b", "real", "v1", "g", 5, 0, 100, 1.0),
              FaceCrop("c", "fake", "v2", "g", 0, 0, 100, 1.0)]
     assert group_sizes(crops)["g"].tolist() == [2, 1, 1, 1]
+
+
+def test_report_carries_the_preprocess_settings_for_the_model(split_out):
+    out, report = split_out
+    saved = json.loads((out / "split_report.json").read_text())
+    assert saved["preprocess"] == {"detector": "mtcnn", **SETTINGS}
+    assert report["preprocess"]["margin"] == 1.3
