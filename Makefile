@@ -6,7 +6,7 @@ OPENCV := $(shell grep -i '^opencv-contrib-python-headless==' requirements.txt)
 DEMO_DIR ?= demo_output
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help install test test-fast demo bench lint clean
+.PHONY: help install browser test test-fast demo bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -22,7 +22,12 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed  ## create .venv with the pinned dependencies
 
-test: install  ## run every test, slow end-to-end ones included
+browser:  ## Debian's chromium for the browser test (the test skips, saying why, without it)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	  >/dev/null) ; } || echo "chromium could not be installed: the browser test will be skipped"
+
+test: install browser  ## run every test, slow end-to-end ones included
 	$(PY) -m pytest -q
 
 test-fast: install  ## run the fast tests only
@@ -30,6 +35,11 @@ test-fast: install  ## run the fast tests only
 
 demo: install  ## build a sample dataset and run every stage on it
 	$(PY) -m dfpipe.demo --output $(DEMO_DIR)
+
+bench: install  ## run the benchmarks (JSON on stdout; uses ../shared/data)
+	$(PY) bench/bench_preprocess.py
+	$(PY) bench/bench_train.py
+	$(PY) bench/bench_app.py
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .

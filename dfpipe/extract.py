@@ -27,7 +27,7 @@ from . import faces as facelib
 from .errors import PipelineError
 from .groups import LabelRow, find_group, read_labels_csv
 from .labels import CLASS_NAMES, VIDEO_EXTENSIONS
-from .manifest import append_record, manifest_name, read_manifests
+from .manifest import append_record, manifest_name, read_manifests, run_file_name
 from .video import VideoError, VideoInfo, iter_sampled_frames, open_video
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ def run(input_root: Path, output_root: Path, settings: Settings, workers: int = 
     output_root = Path(output_root)
     output_root.mkdir(parents=True, exist_ok=True)
     manifest = output_root / manifest_name(shard)
-    run_file = output_root / manifest.name.replace("manifest", "run").replace(".jsonl", ".json")
+    run_file = output_root / run_file_name(shard)
     if overwrite:
         manifest.unlink(missing_ok=True)
     ours = {job.video_id for job in jobs}

@@ -27,6 +27,11 @@ def manifest_name(shard: tuple[int, int] | None = None) -> str:
     return f"manifest.shard-{k}-of-{n}.jsonl"
 
 
+def run_file_name(shard: tuple[int, int] | None = None) -> str:
+    """Name of the run file (total, start, finish) written beside ``manifest_name(shard)``."""
+    return manifest_name(shard).replace("manifest", "run", 1).replace(".jsonl", ".json")
+
+
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """Append one record durably; a crash mid-write leaves at most a partial last line."""
     line = json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n"
@@ -40,12 +45,12 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
 def iter_records(path: Path) -> Iterator[dict[str, Any]]:
     """Yield the complete records of one manifest, skipping a torn or corrupt line."""
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, "rb")
     except FileNotFoundError:
         return
     with fh:
         for lineno, line in enumerate(fh, 1):
-            if not line.endswith("\n"):
+            if not line.endswith(b"\n"):
                 log.debug("%s:%d is still being written; skipped", path, lineno)
                 continue
             line = line.strip()
@@ -53,7 +58,7 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
                 continue
             try:
                 yield json.loads(line)
-            except json.JSONDecodeError:
+            except ValueError:  # bad JSON, or a UTF-8 sequence cut by a crash
                 log.warning("%s:%d is not valid JSON; skipped", path, lineno)
 
 

@@ -16,6 +16,8 @@ from .errors import PipelineError
 from .labels import CLASS_NAMES
 
 METADATA_ATTR = "dfpipe_metadata"
+TRAINING_LOG = "training_log.csv"  # Keras CSVLogger output, beside the model
+TRAINING_DONE = "training_done.json"  # written when training ends (the monitor's signal)
 
 
 def sidecar_path(model_path: Path) -> Path:
