@@ -157,7 +157,7 @@ def run_demo(out: Path, plan: DemoPlan = DemoPlan(), app_check: bool = True) -> 
     print(f"Evaluation report:  {results / 'metrics_report.txt'}")
     print(f"Figures (PNG):      {results}/")
     if metrics.is_file():
-        video_auc = json.loads(metrics.read_text()).get("video", {}).get("roc_auc")
+        video_auc = json.loads(metrics.read_text())["videos"]["metrics"].get("roc_auc")
         if video_auc is not None:
             print(f"Video-level ROC-AUC on the sample's test split: {video_auc:.3f}")
     print(f"Start the app on this model:\n  python app.py --model {model}")

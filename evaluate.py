@@ -1,0 +1,71 @@
+"""Stage 4: measure a trained detector on one split, per face crop and per video.
+
+    python evaluate.py --model models/xception_best.h5 --data preprocessed_split --split test
+
+Writes metrics.json, metrics_report.txt, predictions_frames.csv, predictions_videos.csv and
+PNG figures to --output. Any folder laid out as <split>/{real,fake}/<video>/<image> can be
+scored, so a second dataset gives cross-dataset results.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dfpipe import evaluation, metrics, scoring
+from dfpipe.errors import run_cli
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", type=Path, default=Path("models/xception_best.h5"),
+                   help="model written by train.py (its metadata gives the class order and "
+                        "the threshold; training_log.csv beside it adds the training curves)")
+    p.add_argument("--data", type=Path, default=Path("preprocessed_split"),
+                   help="split.py output folder (videos come from its split.csv), or any "
+                        "folder laid out as <split>/{real,fake}/<video>/<image>")
+    p.add_argument("--split", default=evaluation.DEFAULT_SPLIT,
+                   help="which split to score (train, val, test, or a folder name under --data)")
+    p.add_argument("--aggregate", choices=list(scoring.AGGREGATORS),
+                   default=evaluation.DEFAULT_RULE,
+                   help="how a video's crop scores become its score (confident: the DFDC "
+                        "winner's rule, mean of the confident frames when there are enough)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="P(fake) at or above which a crop or video is called fake "
+                        "(default: the threshold chosen on validation, stored with the model)")
+    p.add_argument("--output", type=Path, default=evaluation.DEFAULT_OUTPUT,
+                   help="folder for the figures, reports and prediction tables")
+    p.add_argument("--batch-size", type=int, default=scoring.DEFAULT_BATCH_SIZE,
+                   help="crops per model call")
+    p.add_argument("--bootstrap", type=int, default=metrics.DEFAULT_RESAMPLES,
+                   help="bootstrap resamples for the 95%% intervals of AUC and accuracy "
+                        "(0: no intervals)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = evaluation.evaluate(args.model, args.data, split=args.split,
+                                 aggregate=args.aggregate, threshold=args.threshold,
+                                 output=args.output, batch_size=args.batch_size,
+                                 bootstrap=args.bootstrap, seed=args.seed)
+    thr = result["threshold"]
+    print(f"threshold {thr['value']:.4f} from {thr['source']}")
+    for level in evaluation.LEVELS:
+        lvl = result[level]
+        m = lvl["metrics"]
+        auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}"
+        print(f"{level}: {lvl['count']} ({lvl['real']} real, {lvl['fake']} fake)  "
+              f"accuracy {m['accuracy']:.4f}  ROC-AUC {auc}")
+    undefined = sorted({k for level in evaluation.LEVELS for k in result[level]["undefined"]})
+    if undefined:
+        print(f"undefined on this data: {', '.join(undefined)} (reasons in the report)")
+    print(f"written to {args.output}: metrics_report.txt, metrics.json, "
+          f"{len(result['figures'])} figures")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
