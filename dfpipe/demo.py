@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 class DemoPlan:
     """The sizes of one demo run: the default for `make demo`, a smaller one for tests."""
 
-    sources: int = 18
-    seconds: float = 3.0
-    every: int = 3
+    sources: int = 36
+    seconds: float = 2.0
+    every: int = 2
     crop_size: int = 96
     model_size: int = 64
     backbone: str = "tiny"
@@ -41,7 +41,7 @@ class DemoPlan:
     workers: int = 2
 
 
-QUICK = DemoPlan(sources=10, seconds=2.0, every=4, head_epochs=1, epochs=6)
+QUICK = DemoPlan(sources=20, seconds=2.0, every=2, head_epochs=1, epochs=10)
 
 
 def _run(cmd: list[str], log: list[str]) -> None:
@@ -81,7 +81,7 @@ def check_app(model: Path, video: Path, log: list[str], timeout: float = 300.0) 
     cmd = [sys.executable, "app.py", "--model", str(model), "--host", "127.0.0.1",
            "--port", str(port)]
     shown = " ".join(shlex.quote(str(c)) for c in cmd).replace(sys.executable, "python")
-    print(f"\n$ {shown} &   # then: curl -F file=@{video.name} .../api/analyze", flush=True)
+    print(f"\n$ {shown} &   # then: curl -F video=@{video.name} .../api/analyze", flush=True)
     log.append(shown)
     server = subprocess.Popen(cmd, cwd=REPO, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -99,12 +99,13 @@ def check_app(model: Path, video: Path, log: list[str], timeout: float = 300.0) 
                 if time.monotonic() > deadline:
                     raise PipelineError("the app did not start in time") from None
                 time.sleep(0.5)
-        body, ctype = _multipart("file", video)
+        body, ctype = _multipart("video", video)
         job = _http_json(f"{base}/api/analyze", body, {"Content-Type": ctype})
         job_id = job.get("job_id") or job.get("id")
         while True:
             state = _http_json(f"{base}/api/jobs/{job_id}")
-            if state.get("status") in ("done", "failed", "error"):
+            if state.get("status") in ("done", "error") or (state.get("result") or {}).get(
+                    "verdict"):
                 return state
             if time.monotonic() > deadline:
                 raise PipelineError("the app did not finish the sample video in time")
@@ -116,8 +117,9 @@ def check_app(model: Path, video: Path, log: list[str], timeout: float = 300.0) 
 
 def _verdict(state: dict) -> tuple[str, float | None]:
     result = state.get("result") or {}
-    video = result.get("video", result)
-    return str(video.get("verdict", state.get("status"))), video.get("score")
+    if "verdict" not in result:
+        raise PipelineError(f"the app gave no verdict: {state.get('message') or state}")
+    return str(result["verdict"]), result.get("score")
 
 
 def run_demo(out: Path, plan: DemoPlan = DemoPlan(), app_check: bool = True) -> dict:

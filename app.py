@@ -1,0 +1,145 @@
+"""Stage 5: judge new videos with a trained detector, from a web page, a JSON API or in batches.
+
+    python app.py --model models/xception_best.h5                 (serve: page + API)
+    python app.py predict clips/ other.mp4 --out results.csv      (batch, no server)
+
+Both run the same inference as evaluate: frames sampled, faces found and cropped as preprocess
+did (settings from the model's metadata), crops scored in batches, frame scores combined per
+video, and the model's own threshold. The server is waitress (a production WSGI server), with
+a bounded job queue, results kept in SQLite under --instance, and uploads deleted once read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from dfpipe import scoring
+from dfpipe.errors import PipelineError, run_cli
+from dfpipe.faces import DETECTORS
+from dfpipe.web.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_THREADS, WebConfig
+
+COMMANDS = ("serve", "predict")
+TOKEN_ENV = "DFPIPE_API_TOKEN"
+
+
+def _analysis_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, default=Path("models/xception_best.h5"),
+                   help="model written by train.py (its metadata gives the crop settings, "
+                        "threshold and class order)")
+    p.add_argument("--detector", choices=list(DETECTORS), default=None,
+                   help="face detector; None: the one the model's crops were made with")
+    p.add_argument("--aggregate", choices=list(scoring.AGGREGATORS), default=None,
+                   help="how crop scores become a video score; None: the model's rule, else "
+                        "mean, as evaluate.py")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="P(fake) at or above which a video is FAKE; None: the threshold chosen "
+                        "on validation, stored with the model")
+    p.add_argument("--every", type=int, default=None,
+                   help="score every Nth frame; None: the sampling of the training crops")
+    p.add_argument("--frames", type=int, default=None,
+                   help="score N evenly spaced frames instead of every Nth")
+    p.add_argument("--batch-size", type=int, default=scoring.DEFAULT_BATCH_SIZE,
+                   help="crops per model call")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "serve")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=fmt)
+    sub = parser.add_subparsers(dest="command", required=True)
+    defaults = WebConfig()
+    serve = sub.add_parser("serve", formatter_class=fmt,
+                           help="serve the upload page and the JSON API (the default)")
+    _analysis_options(serve)
+    serve.add_argument("--host", default=DEFAULT_HOST,
+                       help="interface to listen on (0.0.0.0 exposes the server to the network)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port")
+    serve.add_argument("--instance", type=Path, default=defaults.instance,
+                       help="folder for the SQLite store, face images and transient uploads")
+    serve.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_mb,
+                       help="largest upload accepted (larger: 413)")
+    serve.add_argument("--max-duration", type=float, default=defaults.max_duration_s,
+                       help="longest video accepted, in seconds (longer: 422)")
+    serve.add_argument("--max-frame-pixels", type=int, default=defaults.max_frame_pixels,
+                       help="largest frame accepted, in pixels (default: 8K UHD; larger: 422)")
+    serve.add_argument("--workers", type=int, default=defaults.workers,
+                       help="videos analysed at the same time")
+    serve.add_argument("--queue-size", type=int, default=defaults.queue_size,
+                       help="videos allowed to wait; beyond that the API answers 503")
+    serve.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                       help="waitress threads answering HTTP requests")
+    serve.add_argument("--no-gradcam", action="store_true",
+                       help="do not draw Grad-CAM heatmaps (verdicts are unchanged)")
+    serve.add_argument("--token", default=None,
+                       help=f"require this API token (or set ${TOKEN_ENV}); None: an open API")
+    predict = sub.add_parser("predict", formatter_class=fmt,
+                             help="judge videos without a server, one row per video")
+    predict.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_FOLDER",
+                         help="video files, or folders searched recursively for videos")
+    _analysis_options(predict)
+    predict.add_argument("--out", type=Path, default=Path("results.csv"),
+                         help="table to write: .csv (one row per video) or .json (rows plus "
+                              "each video's frames and faces)")
+    return parser.parse_args(argv)
+
+
+def _analyzer(args: argparse.Namespace):
+    from dfpipe.inference import Analyzer
+
+    return Analyzer.load(args.model, detector=args.detector, aggregate=args.aggregate,
+                         threshold=args.threshold, every=args.every, frames=args.frames,
+                         batch_size=args.batch_size)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import waitress
+
+    from dfpipe.web import create_app
+
+    try:
+        config = WebConfig.from_mapping({
+            "model": args.model, "instance": args.instance, "max_upload_mb": args.max_upload_mb,
+            "max_duration_s": args.max_duration, "max_frame_pixels": args.max_frame_pixels,
+            "workers": args.workers, "queue_size": args.queue_size,
+            "gradcam": not args.no_gradcam,
+            "api_token": args.token or os.environ.get(TOKEN_ENV) or None})
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from None
+    app = create_app(config, _analyzer(args))
+    model = app.extensions["dfpipe"].analyzer.describe()
+    print(f"model {model['name']} ({model['backbone']}), threshold {model['threshold']:.4f}, "
+          f"faces by {model['detector']}; {model['crop_source']}")
+    print(f"serving on http://{args.host}:{args.port}/ (results in {args.instance}; "
+          f"API token {'required' if config.api_token else 'off'}); Ctrl+C stops")
+    # waitress refuses a body over its own limit with a plain-text 413 before the app sees it;
+    # with twice the app's limit, an oversized upload normally gets the app's JSON 413 instead.
+    waitress.serve(app, host=args.host, port=args.port, threads=args.threads,
+                   max_request_body_size=2 * config.max_upload_bytes + 16 * 1024 * 1024)
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    from dfpipe.inference import find_videos, predict_videos
+
+    videos = find_videos(args.inputs)
+    rows = predict_videos(_analyzer(args), videos, args.out)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    summary = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
+    print(f"{len(rows)} videos: {summary}; written to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return serve(args) if args.command == "serve" else predict(args)
+
+
+if __name__ == "__main__":
+    run_cli(main)

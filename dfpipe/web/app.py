@@ -1,0 +1,115 @@
+"""The Flask application factory: model, store, worker pool and routes wired together."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ..errors import PipelineError
+from ..inference import Analyzer
+from .config import WebConfig
+from .jobs import JobPool, JobRunner
+from .routes import JobIdConverter, bp
+from .store import JobStore
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "templates"
+STATIC = ROOT / "static"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": ("default-src 'self'; img-src 'self' blob: data:; "
+                                "object-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+}
+
+
+@dataclass
+class Service:
+    """What the views need, kept in ``app.extensions['dfpipe']``."""
+
+    config: WebConfig
+    analyzer: Analyzer
+    store: JobStore
+    runner: JobRunner
+    pool: JobPool
+    uploads: Path
+
+    def shutdown(self) -> None:
+        """Stop the workers after their current job (tests, and a clean exit)."""
+        self.pool.shutdown()
+        self.runner.shutdown()
+
+
+def create_app(config: WebConfig | dict[str, Any] | None = None,
+               analyzer: Analyzer | None = None) -> Flask:
+    """Build the app; the model is loaded here once (or ``analyzer`` is reused as given).
+
+    Jobs left unfinished by a previous process are closed with a message, and uploads it
+    left behind are deleted; finished results are served from the SQLite store as before.
+    """
+    cfg = config if isinstance(config, WebConfig) else WebConfig.from_mapping(config)
+    if analyzer is None:
+        if cfg.model is None:
+            raise PipelineError("no model given: pass --model models/xception_best.h5")
+        analyzer = Analyzer.load(cfg.model)
+    instance = cfg.instance.resolve()
+    uploads = instance / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    for leftover in uploads.glob("*.upload"):
+        leftover.unlink(missing_ok=True)
+    store = JobStore(instance / "jobs.sqlite3")
+    closed = store.close_unfinished()
+    if closed:
+        log.info("closed %d job(s) left unfinished by a previous run", closed)
+    runner = JobRunner(analyzer, store, instance / "jobs", cfg.gradcam, cfg.gradcam_batch)
+    pool = JobPool(runner, cfg.workers, cfg.queue_size,
+                   analyzer.warm_up if cfg.warm_up else None)
+    runner.busy = pool.busy
+
+    app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=str(STATIC),
+                instance_path=str(instance))
+    app.config.update(MAX_CONTENT_LENGTH=cfg.max_upload_bytes, DEBUG=False,
+                      PROPAGATE_EXCEPTIONS=False)
+    app.url_map.converters["jobid"] = JobIdConverter
+    app.extensions["dfpipe"] = Service(cfg, analyzer, store, runner, pool, uploads)
+    app.register_blueprint(bp)
+    _register_errors(app, cfg)
+
+    @app.after_request
+    def secure(response: Any) -> Any:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return app
+
+
+def _register_errors(app: Flask, cfg: WebConfig) -> None:
+    def wants_json() -> bool:
+        return request.path.startswith("/api/")
+
+    @app.errorhandler(413)
+    def too_large(exc: HTTPException) -> Any:
+        return jsonify({"error": f"the file is larger than the {cfg.max_upload_mb:g} MB limit: "
+                                 "send a shorter or more compressed video",
+                        "status": 413, "max_upload_mb": cfg.max_upload_mb}), 413
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        if not wants_json():
+            return exc
+        return jsonify({"error": exc.description, "status": exc.code}), exc.code
+
+    @app.errorhandler(Exception)
+    def internal(exc: Exception) -> Any:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return jsonify({"error": "internal error; the server logs have the details",
+                        "status": 500}), 500

@@ -1,0 +1,115 @@
+"""Jobs and their results in SQLite, so a restart loses no finished analysis.
+
+One row per job; the result is stored as JSON text. A connection per call keeps the store
+safe to use from the request threads and the job workers at once (WAL journal: readers
+never wait for the writer).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+COLUMNS: tuple[str, ...] = (
+    "id", "filename", "size_bytes", "status", "stage", "done", "total", "message", "verdict",
+    "score", "created", "started", "verdict_at", "finished", "result")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    filename TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT '',
+    verdict TEXT,
+    score REAL,
+    created REAL NOT NULL,
+    started REAL,
+    verdict_at REAL,
+    finished REAL,
+    result TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
+"""
+UNFINISHED = ("queued", "running")
+
+
+class JobStore:
+    """Create, update, read and list jobs in one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with closing(self._connect()) as db, db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def create(self, job_id: str, filename: str, size_bytes: int) -> None:
+        with self._lock, closing(self._connect()) as db, db:
+            db.execute("INSERT INTO jobs (id, filename, size_bytes, status, stage, created) "
+                       "VALUES (?, ?, ?, 'queued', 'queued', ?)",
+                       (job_id, filename, size_bytes, time.time()))
+
+    def update(self, job_id: str, **values: Any) -> None:
+        """Set columns of one job; ``result`` is given as a dict and stored as JSON."""
+        bad = set(values) - set(COLUMNS[1:])
+        if bad:
+            raise KeyError(f"unknown job columns: {sorted(bad)}")
+        if "result" in values and values["result"] is not None:
+            values["result"] = json.dumps(values["result"])
+        names = ", ".join(f"{k} = ?" for k in values)
+        with self._lock, closing(self._connect()) as db, db:
+            db.execute(f"UPDATE jobs SET {names} WHERE id = ?", (*values.values(), job_id))
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job(row) if row else None
+
+    def list(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest jobs first, without their full results."""
+        cols = ", ".join(c for c in COLUMNS if c != "result")
+        with closing(self._connect()) as db:
+            rows = db.execute(f"SELECT {cols} FROM jobs ORDER BY created DESC LIMIT ?",
+                              (int(limit),)).fetchall()
+        return [dict(r) for r in rows]
+
+    def delete(self, job_id: str) -> bool:
+        with self._lock, closing(self._connect()) as db, db:
+            return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
+
+    def close_unfinished(self) -> int:
+        """After a restart: jobs left queued or running can never finish; say so in each.
+
+        A job whose verdict was already stored (only the heatmaps were missing) keeps it.
+        """
+        now = time.time()
+        with self._lock, closing(self._connect()) as db, db:
+            kept = db.execute(
+                "UPDATE jobs SET status = 'done', stage = 'done', finished = ?, message = "
+                "'the server restarted while drawing heatmaps; some are missing' "
+                "WHERE status IN (?, ?) AND verdict IS NOT NULL", (now, *UNFINISHED)).rowcount
+            lost = db.execute(
+                "UPDATE jobs SET status = 'error', stage = 'error', finished = ?, message = "
+                "'the server restarted before this video was analysed: upload it again' "
+                "WHERE status IN (?, ?)", (now, *UNFINISHED)).rowcount
+        return kept + lost
+
+
+def _job(row: sqlite3.Row) -> dict[str, Any]:
+    job = dict(row)
+    job["result"] = json.loads(job["result"]) if job.get("result") else None
+    return job

@@ -1,0 +1,106 @@
+"""Helpers for the app's tests: a tiny saved detector whose score is set by its bias, videos
+with and without a face, and a stand-in face detector for exact, fast checks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfpipe import faces as facelib
+from dfpipe.labels import CLASS_NAMES
+
+TINY_SIZE = 64
+
+
+def crop_metadata(detector: str = "mtcnn", every: int = 3, size: int = TINY_SIZE,
+                  margin: float = 1.3) -> dict[str, Any]:
+    """The ``crop`` block train.py writes (split report's preprocess settings)."""
+    settings = {"detector": detector, "every": every, "frames": None, "margin": margin,
+                "size": size, "detect_max_side": 640, "min_confidence": 0.9, "faces": "largest"}
+    return {"margin": margin, "size": size, "detector": detector,
+            "sampling": {"every": every, "frames": None, "faces": "largest"},
+            "settings": settings}
+
+
+def tiny_model(bias: float = 0.0, seed: int = 0) -> Any:
+    """The real detector layout (resize, scaling, nested tiny backbone, dropout, sigmoid) with
+    a small random head; ``bias`` moves every P(fake) up (positive) or down (negative)."""
+    import keras
+
+    from dfpipe.models import OUTPUT_NAME, build_detector, get_backbone
+
+    keras.utils.set_random_seed(seed)
+    model = build_detector(get_backbone("tiny"), TINY_SIZE, None, 0.2)
+    head = model.get_layer(OUTPUT_NAME)
+    kernel = np.random.default_rng(seed).normal(0, 0.5, head.kernel.shape).astype("float32")
+    head.set_weights([kernel, np.full(head.bias.shape, bias, "float32")])
+    return model
+
+
+def save_tiny_model(path: Path, bias: float = 0.0, threshold: float = 0.5,
+                    crop: dict[str, Any] | None = None, seed: int = 0,
+                    **extra: Any) -> Path:
+    from dfpipe.modelio import save_model
+
+    meta = {"class_names": list(CLASS_NAMES), "input_size": TINY_SIZE, "backbone": "tiny",
+            "threshold": threshold, "threshold_source": "set by the test", "crop": crop,
+            "created": "2026-01-01T00:00:00+00:00", **extra}
+    save_model(tiny_model(bias, seed), Path(path), meta)
+    return Path(path)
+
+
+def face_video(path: Path, n_frames: int = 9, size: tuple[int, int] = (160, 120),
+               seed: int = 1) -> Path:
+    """A short clip filming a real face photograph (MTCNN finds the face)."""
+    from dfpipe.sample import face_photos, write_face_video
+
+    return write_face_video(Path(path), face_photos()[0][1], n_frames=n_frames, size=size,
+                            seed=seed)
+
+
+def blank_video(path: Path, n_frames: int = 9, size: tuple[int, int] = (160, 120)) -> Path:
+    from dfpipe.sample import write_blank_video
+
+    return write_blank_video(Path(path), n_frames=n_frames, size=size)
+
+
+class CentreDetector(facelib.Detector):
+    """One face in the middle of each frame: exact, fast, for checking the orchestration."""
+
+    name = "centre"
+
+    def __init__(self, min_confidence: float = 0.5) -> None:
+        self.min_confidence = min_confidence
+
+    def detect(self, frames):
+        return [[facelib.Face((f.shape[1] * .3, f.shape[0] * .25, f.shape[1] * .65,
+                               f.shape[0] * .7), 0.99)] for f in frames]
+
+
+CENTRE_SPEC = facelib.DetectorSpec(CentreDetector, {"min_confidence": 0.5}, batch_size=4)
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
+    """Poll until ``predicate()`` returns something truthy; bounded, fails with the last value."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    if not value:
+        raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
+    return value
+
+
+def app_script():
+    """The top-level app.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "app.py"
+    spec = importlib.util.spec_from_file_location("dfpipe_app_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

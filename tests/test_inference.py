@@ -1,0 +1,247 @@
+"""The app's inference path: same crops as preprocess, same scores as evaluate, explicit results."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from app_support import (
+    CENTRE_SPEC,
+    app_script,
+    blank_video,
+    crop_metadata,
+    face_video,
+    save_tiny_model,
+)
+
+from dfpipe import faces as facelib
+from dfpipe.errors import PipelineError
+from dfpipe.extract import Settings, VideoJob, process_video
+from dfpipe.images import read_rgb
+from dfpipe.inference import (
+    VERDICT_FAKE,
+    VERDICT_NO_FACE,
+    VERDICT_REAL,
+    Analyzer,
+    decode_jpeg,
+    settings_from_metadata,
+)
+from dfpipe.scoring import aggregate_videos, score_crops
+from dfpipe.video import VideoError
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("media")
+    face = face_video(root / "face.mp4", n_frames=12)
+    blank = blank_video(root / "blank.mp4")
+    cap = cv2.VideoCapture(str(face))
+    avi = root / "face.avi"
+    writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
+    ok, frame = cap.read()
+    while ok:
+        writer.write(frame)
+        ok, frame = cap.read()
+    writer.release()
+    data = avi.read_bytes()
+    truncated = root / "truncated.avi"
+    truncated.write_bytes(data[:int(len(data) * 0.7)])
+    return {"face": face, "blank": blank, "truncated": truncated, "root": root}
+
+
+@pytest.fixture(scope="module")
+def fake_model(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("m") / "fake.h5", bias=4.0, threshold=0.5,
+                           crop=crop_metadata("mtcnn", every=3))
+
+
+@pytest.fixture(scope="module")
+def analyzer(fake_model):
+    return Analyzer.load(fake_model)
+
+
+@pytest.fixture
+def centre(monkeypatch):
+    monkeypatch.setitem(facelib.DETECTORS, "centre", CENTRE_SPEC)
+
+
+def test_settings_come_from_the_model_metadata():
+    meta = {"crop": crop_metadata("mtcnn", every=7, size=96, margin=1.5)}
+    settings, source = settings_from_metadata(meta)
+    assert (settings.detector, settings.every, settings.size, settings.margin) == \
+        ("mtcnn", 7, 96, 1.5)
+    assert settings.min_confidence == 0.9 and source.startswith("the model metadata")
+    settings, source = settings_from_metadata(meta, detector="retinaface", frames=5)
+    assert settings.detector == "retinaface" and settings.frames == 5 and settings.every is None
+    assert "overridden on the command line: detector retinaface, frames 5" in source
+
+
+def test_null_crop_metadata_falls_back_to_defaults_offline_and_says_so():
+    settings, source = settings_from_metadata({"crop": None})
+    default = Settings(detector="mtcnn").resolved()
+    assert settings == default
+    assert source.startswith("preprocess defaults") and "no crop settings" in source
+    assert "detector not recorded: mtcnn" in source
+
+
+def test_unknown_detector_in_metadata_is_one_clear_line():
+    with pytest.raises(PipelineError, match="detector 'nope' is unknown.*--detector"):
+        settings_from_metadata({"crop": {"detector": "nope"}})
+
+
+def test_decoded_crop_is_exactly_what_preprocess_would_save():
+    crop = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    assert np.array_equal(decode_jpeg(facelib.encode_crop(crop)), facelib.jpeg_roundtrip(crop))
+
+
+def test_same_crops_and_scores_as_preprocess_then_evaluate(tmp_path, media, fake_model, centre):
+    """The app's result equals preprocess's crops scored the way evaluate scores them."""
+    app = Analyzer.load(fake_model, detector="centre", every=2)
+    analysis = app.analyze(media["face"], keep_crops=True)
+    result = analysis.result
+
+    job = VideoJob(str(media["face"]), "fake/face.mp4", "fake", "g", "self", "face-0")
+    record = process_video(job, app.settings, facelib.build_detector("centre"), tmp_path)
+    assert record["status"] == "ok"
+    assert [f["frame"] for f in result["faces"]] == [c["frame"] for c in record["crops"]]
+    assert [f["box"] for f in result["faces"]] == [c["box"] for c in record["crops"]]
+    saved = [read_rgb(tmp_path / c["file"]) for c in record["crops"]]
+    for mine, theirs in zip(analysis.crops, saved, strict=True):
+        assert np.array_equal(mine, theirs)
+    scores = score_crops(app.model, saved, batch_size=4)
+    assert [f["score"] for f in result["faces"]] == pytest.approx(list(scores), abs=1e-5)
+    video = aggregate_videos(["v"] * len(scores), scores, "mean")["v"]
+    assert result["score"] == pytest.approx(video, abs=1e-6)
+    assert result["video"]["frames_sampled"] == 6 and result["video"]["faces"] == 6
+
+
+def test_verdict_score_margin_and_per_frame_result(analyzer, media):
+    result = analyzer.analyze(media["face"]).result
+    assert result["verdict"] == VERDICT_FAKE and result["score"] > 0.9
+    assert result["margin"] == pytest.approx(result["score"] - 0.5)
+    assert result["borderline"] is False and result["agreement"] == 1.0
+    assert [f["frame"] for f in result["frames"]] == [0, 3, 6, 9]
+    assert all(f["faces"] == 1 and 0 <= f["score"] <= 1 for f in result["frames"])
+    assert result["frames"][1]["time_s"] == pytest.approx(0.3)
+    assert len(result["faces"]) == 4 and all(f["confidence"] >= 0.9 for f in result["faces"])
+    timing = result["timing"]
+    assert set(timing) >= {"decode_s", "detect_s", "classify_s", "total_s"}
+    assert timing["total_s"] >= timing["detect_s"] + timing["classify_s"] > 0
+    json.dumps(result)  # a plain, JSON-ready dict
+
+
+def test_threshold_and_rule_decide_the_verdict(fake_model, media):
+    high = Analyzer.load(fake_model, threshold=0.999, aggregate="median")
+    result = high.analyze(media["face"]).result
+    assert result["verdict"] == VERDICT_REAL and result["margin"] < 0
+    assert result["aggregate"] == "median"
+    assert result["threshold_source"] == "the command line (--threshold)"
+
+
+def test_real_model_says_real(tmp_path, media):
+    path = save_tiny_model(tmp_path / "real.h5", bias=-4.0, threshold=0.5,
+                           crop=crop_metadata("mtcnn", every=4))
+    result = Analyzer.load(path).analyze(media["face"]).result
+    assert result["verdict"] == VERDICT_REAL and result["score"] < 0.1
+
+
+def test_video_without_a_face_is_an_explicit_result(analyzer, media):
+    result = analyzer.analyze(media["blank"]).result
+    assert result["verdict"] == VERDICT_NO_FACE and result["score"] is None
+    assert result["faces"] == [] and result["video"]["frames_sampled"] == 3
+    assert "no face" in result["message"]
+
+
+def test_truncated_video_is_judged_on_what_was_read(analyzer, media):
+    result = analyzer.analyze(media["truncated"]).result
+    assert 0 < result["video"]["frames_read"] < result["video"]["frames_reported"] == 12
+    assert result["verdict"] in (VERDICT_FAKE, VERDICT_REAL)
+    assert any("ended early" in w for w in result["warnings"])
+
+
+def test_undecodable_file_raises_video_error(analyzer, tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00not a video" * 100)
+    with pytest.raises(VideoError):
+        analyzer.analyze(junk)
+
+
+def test_missing_crop_metadata_is_reported(tmp_path, media):
+    path = save_tiny_model(tmp_path / "nocrop.h5", bias=4.0, crop=None)
+    app = Analyzer.load(path, every=4)
+    info = app.describe()
+    assert info["crop_from_metadata"] is False and "preprocess defaults" in info["crop_source"]
+    result = app.analyze(media["face"]).result
+    assert any("preprocess defaults" in w for w in result["warnings"])
+
+
+def test_predict_command_writes_one_row_per_video(tmp_path, fake_model, media):
+    app = app_script()
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("face.mp4", "blank.mp4"):
+        (folder / name).write_bytes(media[name.replace(".mp4", "")].read_bytes())
+    (folder / "broken.mp4").write_bytes(b"garbage" * 50)
+    out = tmp_path / "results.csv"
+    assert app.main(["predict", str(folder), "--model", str(fake_model),
+                            "--out", str(out)]) == 0
+    rows = {Path(r["path"]).name: r for r in csv.DictReader(out.open())}
+    assert rows["face.mp4"]["verdict"] == "FAKE" and float(rows["face.mp4"]["score"]) > 0.9
+    assert rows["blank.mp4"]["verdict"] == "NO FACE FOUND"
+    assert rows["broken.mp4"]["status"] == "error" and rows["broken.mp4"]["message"]
+    assert float(rows["face.mp4"]["classify_s"]) > 0
+
+    out_json = tmp_path / "results.json"
+    app.main(["predict", str(media["face"]), "--model", str(fake_model),
+                     "--out", str(out_json), "--threshold", "0.999"])
+    data = json.loads(out_json.read_text())
+    assert data["videos"][0]["verdict"] == "REAL"
+    assert len(data["results"][0]["result"]["faces"]) == 4
+
+
+def test_predict_refuses_missing_input_and_bad_output(tmp_path, fake_model, media):
+    app = app_script()
+    with pytest.raises(PipelineError, match="not found"):
+        app.main(["predict", str(tmp_path / "nope.mp4"), "--model", str(fake_model)])
+    with pytest.raises(PipelineError, match=r"\.csv or \.json"):
+        app.main(["predict", str(media["face"]), "--model", str(fake_model),
+                         "--out", str(tmp_path / "x.txt")])
+
+
+def test_frames_decoded_ahead_arrive_in_order_and_errors_reach_the_caller():
+    from dfpipe.inference import _prefetch
+
+    def frames(n, fail=False):
+        for i in range(n):
+            yield i, np.full((2, 2, 3), i, np.uint8)
+        if fail:
+            raise VideoError("decoder gave up")
+
+    timing = {"decode_s": 0.0}
+    assert [i for i, _ in _prefetch(frames(10), 2, timing)] == list(range(10))
+    assert timing["decode_s"] > 0 and "decode_wait_s" in timing
+    got = []
+    with pytest.raises(VideoError, match="decoder gave up"):
+        for i, _ in _prefetch(frames(3, fail=True), 2, {"decode_s": 0.0}):
+            got.append(i)
+    assert got == [0, 1, 2]
+
+    closed = []
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i, None
+                i += 1
+        finally:
+            closed.append(True)
+
+    stream = _prefetch(endless(), 2, {"decode_s": 0.0})
+    assert next(stream)[0] == 0
+    stream.close()  # the caller stops early: the decoder thread stops too
+    assert closed == [True]
