@@ -36,12 +36,12 @@ class DemoPlan:
     model_size: int = 64
     backbone: str = "tiny"
     head_epochs: int = 2
-    epochs: int = 12
+    epochs: int = 30
     batch_size: int = 32
     workers: int = 2
 
 
-QUICK = DemoPlan(sources=20, seconds=2.0, every=2, head_epochs=1, epochs=10)
+QUICK = DemoPlan(sources=20, seconds=2.0, every=2, head_epochs=1, epochs=20)
 
 
 def _run(cmd: list[str], log: list[str]) -> None:

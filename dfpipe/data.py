@@ -1,0 +1,181 @@
+"""tf.data input pipelines over a split folder: parallel decode, augmentation, batching.
+
+Crops come from :func:`dfpipe.croptable.load_split` and are decoded by
+:func:`dfpipe.images.read_rgb`, the reader evaluation and the app use too. Augmentation
+(albumentations) runs on the training set only; validation batches are the decoded crops,
+untouched. Every random choice is seeded: the shuffle order, the class sampling and one
+seed per augmented image, so a run is reproducible whatever thread decodes which image.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from .croptable import Crop, load_split
+from .errors import PipelineError
+from .images import read_rgb
+from .labels import CLASS_NAMES, FAKE, REAL
+
+log = logging.getLogger(__name__)
+
+BALANCE_MODES: tuple[str, ...] = ("weights", "sampling", "none")
+SEED_RANGE = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class SplitCounts:
+    """What a split holds, for the log and the model metadata."""
+
+    crops: int
+    videos: int
+    groups: int
+    real: int
+    fake: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"crops": self.crops, "videos": self.videos, "groups": self.groups,
+                "real": self.real, "fake": self.fake}
+
+
+def read_split(root: Path, split: str) -> list[Crop]:
+    """The crops of one split; PipelineError if it is missing, empty or lacks a class."""
+    crops = load_split(root, split)
+    counts = Counter(c.label for c in crops)
+    for cls in (REAL, FAKE):
+        if counts[cls] == 0:
+            other = CLASS_NAMES[1 - cls]
+            raise PipelineError(
+                f"split '{split}' under {root} has no {CLASS_NAMES[cls]} crops (only "
+                f"{counts[1 - cls]} {other}): both classes are needed; re-run split.py on a "
+                "dataset with real and fake videos")
+    return crops
+
+
+def split_counts(crops: Sequence[Crop]) -> SplitCounts:
+    """Crops, videos, groups and crops per class of a split."""
+    labels = Counter(c.label for c in crops)
+    return SplitCounts(crops=len(crops), videos=len({c.video_id for c in crops}),
+                       groups=len({c.group for c in crops}), real=labels[REAL],
+                       fake=labels[FAKE])
+
+
+def class_weights(labels: Sequence[int]) -> dict[int, float]:
+    """Keras class weights that make both classes count equally in the loss."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    classes = np.array([REAL, FAKE])
+    weights = compute_class_weight("balanced", classes=classes, y=np.asarray(labels))
+    return {int(c): float(w) for c, w in zip(classes, weights, strict=True)}
+
+
+def build_augmenter(seed: int | None = None) -> A.Compose:
+    """The training augmentations: flip, JPEG re-compression, blur, noise, colour, geometry.
+
+    They mimic what a deepfake crop meets in the wild (re-encoding, soft focus, sensor noise,
+    lighting, a detector box a few pixels off) without changing whether a face is fake.
+    """
+    return A.Compose([
+        A.HorizontalFlip(p=0.5),
+        A.ImageCompression(quality_range=(60, 100), p=0.5),
+        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 5))], p=0.2),
+        A.GaussNoise(std_range=(0.01, 0.05), p=0.2),
+        A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
+        A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-10, 10),
+                 border_mode=cv2.BORDER_REFLECT_101, p=0.5),
+    ], seed=seed)
+
+
+def seed_transforms(transform: Any, seed: int) -> None:
+    """Seed an augmentation pipeline for one image: one generator pair that every transform
+    draws from in turn.
+
+    Albumentations' ``set_random_seed`` gives each transform its own generator with the same
+    seed, so their "apply with probability p" draws coincide (all on or all off together).
+    """
+    transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+
+
+class _Loader:
+    """Decode (and, for training, augment) one crop; called from tf.data worker threads."""
+
+    def __init__(self, size: int, augment: bool) -> None:
+        self.size = size
+        self.augment = augment
+        self._local = threading.local()
+
+    def __call__(self, path: bytes, seed: Any) -> np.ndarray:
+        image = read_rgb(path.decode("utf-8"))
+        if image.shape[:2] != (self.size, self.size):
+            image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        if self.augment:
+            aug = getattr(self._local, "augmenter", None)
+            if aug is None:
+                aug = self._local.augmenter = build_augmenter()
+            seed_transforms(aug, int(seed) % SEED_RANGE)
+            image = aug(image=image)["image"]
+        return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def make_dataset(crops: Sequence[Crop], size: int, batch_size: int, training: bool,
+                 seed: int = 0, augment: bool = True, balance: str = "weights") -> Any:
+    """Batches of (float32 RGB 0..255 images [B,size,size,3], float32 labels [B,1]).
+
+    ``training`` shuffles, augments (when ``augment``) and, with ``balance='sampling'``,
+    draws real and fake crops with equal probability forever (give fit ``steps_per_epoch``).
+    Otherwise the crops are read once, in order, never augmented.
+    """
+    import tensorflow as tf
+
+    if balance not in BALANCE_MODES:
+        raise PipelineError(f"unknown balance mode '{balance}': use {', '.join(BALANCE_MODES)}")
+    paths = np.array([str(c.path) for c in crops])
+    labels = np.array([c.label for c in crops], dtype=np.float32)
+    loader = _Loader(size, augment=training and augment)
+
+    def paths_of(mask: np.ndarray | slice) -> Any:
+        return tf.data.Dataset.from_tensor_slices((paths[mask], labels[mask]))
+
+    if not training:
+        ds = paths_of(slice(None))
+    elif balance == "sampling":
+        per_class = [paths_of(labels == cls).shuffle(int((labels == cls).sum()), seed=seed + cls,
+                                                     reshuffle_each_iteration=True).repeat()
+                     for cls in (REAL, FAKE)]
+        ds = tf.data.Dataset.sample_from_datasets(per_class, weights=[0.5, 0.5], seed=seed)
+    else:
+        ds = paths_of(slice(None)).shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    ds = tf.data.Dataset.zip((ds, seeds))
+
+    def load(pair: Any, item_seed: Any) -> Any:
+        path, label = pair
+        image = tf.numpy_function(loader, [path, item_seed], tf.uint8, stateful=False)
+        image.set_shape((size, size, 3))
+        return image, tf.reshape(label, (1,))
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training and len(crops) > batch_size)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def feed_size(crops: Sequence[Crop], crop_settings: dict[str, Any] | None) -> int:
+    """The side the pipeline feeds the model: the crop size preprocess wrote, else the first
+    crop's own size (crops of another size are resized to it)."""
+    if crop_settings and isinstance(crop_settings.get("size"), int):
+        return int(crop_settings["size"])
+    image = read_rgb(crops[0].path)
+    return int(max(image.shape[:2]))

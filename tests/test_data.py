@@ -1,0 +1,156 @@
+"""tf.data pipeline: validation untouched, training augmented and seeded, classes balanced."""
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dfpipe import data
+from dfpipe.croptable import load_split
+from dfpipe.data import class_weights, feed_size, make_dataset, read_split, split_counts
+from dfpipe.errors import PipelineError
+from dfpipe.images import read_rgb
+
+SPLIT_COLUMNS = ["path", "split", "label", "label_id", "video_id", "group", "frame", "face",
+                 "face_size", "confidence", "sharpness"]
+
+
+def write_split(root: Path, videos: dict[str, dict[str, int]] | None = None, size: int = 72,
+                frames: int = 2, seed: int = 0, report: bool = True) -> Path:
+    """A tiny split folder as split.py lays it out (docs/formats.md), with split.csv.
+
+    ``videos`` maps split -> label -> number of videos. Fakes carry a red square, so a model
+    can learn something; every image is random otherwise.
+    """
+    videos = videos or {"train": {"real": 3, "fake": 3}, "val": {"real": 2, "fake": 2}}
+    rng = np.random.default_rng(seed)
+    rows = []
+    for split, per_label in videos.items():
+        for label, count in per_label.items():
+            for v in range(count):
+                video = f"{split}-{label}-{v}"
+                for frame in range(frames):
+                    image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                    if label == "fake":
+                        image[size // 4: size // 2, size // 4: size // 2] = (255, 0, 0)
+                    rel = f"{split}/{label}/{video}/{frame:06d}_00.jpg"
+                    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                    cv2.imwrite(str(root / rel), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+                    rows.append({"path": rel, "split": split, "label": label,
+                                 "label_id": int(label == "fake"), "video_id": video,
+                                 "group": video, "frame": frame, "face": 0, "face_size": 120,
+                                 "confidence": 0.99, "sharpness": 80.0})
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "split.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=SPLIT_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    if report:
+        settings = {"every": 10, "frames": frames, "margin": 1.3, "size": size,
+                    "detect_max_side": 640, "min_confidence": 0.9, "faces": 1,
+                    "detector": "mtcnn"}
+        (root / "split_report.json").write_text(json.dumps({"preprocess": settings}))
+    return root
+
+
+def _images(ds) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds], strict=True)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def test_validation_batches_are_the_decoded_crops_untouched(tmp_path: Path, monkeypatch) -> None:
+    root = write_split(tmp_path / "split")
+    crops = read_split(root, "val")
+
+    def no_augmentation(*args, **kwargs):
+        raise AssertionError("augmentation reached validation data")
+
+    monkeypatch.setattr(data, "build_augmenter", no_augmentation)
+    x, y = _images(make_dataset(crops, 72, batch_size=3, training=False, augment=True))
+    assert x.dtype == np.float32 and x.shape == (len(crops), 72, 72, 3)
+    assert y.shape == (len(crops), 1)
+    np.testing.assert_array_equal(y[:, 0], [c.label for c in crops])
+    for image, crop in zip(x, crops, strict=True):
+        np.testing.assert_array_equal(image, read_rgb(crop.path).astype(np.float32))
+
+
+def test_training_batches_are_augmented_and_seeded(tmp_path: Path) -> None:
+    root = write_split(tmp_path / "split")
+    crops = read_split(root, "train")
+    decoded = {read_rgb(c.path).tobytes() for c in crops}
+
+    def epoch(seed: int) -> np.ndarray:
+        ds = make_dataset(crops, 72, batch_size=4, training=True, seed=seed, augment=True)
+        return _images(ds)[0]
+
+    first, again, other = epoch(3), epoch(3), epoch(4)
+    assert first.shape == (len(crops) // 4 * 4, 72, 72, 3)  # last partial batch dropped
+    changed = [x.astype(np.uint8).tobytes() not in decoded for x in first]
+    assert sum(changed) >= 0.75 * len(first)  # each transform draws on its own
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    plain = _images(make_dataset(crops, 72, batch_size=4, training=True, seed=3, augment=False))
+    assert all(x.astype(np.uint8).tobytes() in decoded for x in plain[0])
+
+
+def test_crops_of_another_size_are_resized_to_the_feed_size(tmp_path: Path) -> None:
+    root = write_split(tmp_path / "split", size=50)
+    crops = read_split(root, "val")
+    x, _ = _images(make_dataset(crops, 64, batch_size=8, training=False))
+    assert x.shape[1:] == (64, 64, 3)
+
+
+def test_balanced_sampling_draws_both_classes_equally(tmp_path: Path) -> None:
+    root = write_split(tmp_path / "split", {"train": {"real": 8, "fake": 1}}, size=16)
+    crops = load_split(root, "train")
+    ds = make_dataset(crops, 16, batch_size=20, training=True, augment=False, balance="sampling")
+    labels = np.concatenate([y.numpy()[:, 0] for _, y in ds.take(10)])
+    assert len(labels) == 200
+    assert 0.4 < labels.mean() < 0.6  # 1 fake in 9 crops without sampling
+
+
+def test_augmentations_draw_independently() -> None:
+    aug = data.build_augmenter()
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    unchanged = 0
+    for seed in range(50):
+        data.seed_transforms(aug, seed)
+        unchanged += np.array_equal(aug(image=image)["image"], image)
+    assert unchanged <= 8  # ~4% expected; ~50% if the transforms shared one draw
+
+
+def test_class_weights_equalise_the_classes() -> None:
+    weights = class_weights([0, 0, 0, 1])
+    assert weights[0] == pytest.approx(4 / 6) and weights[1] == pytest.approx(2.0)
+    assert 3 * weights[0] == pytest.approx(1 * weights[1])
+
+
+def test_missing_empty_or_one_class_split_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="split folder not found"):
+        read_split(tmp_path / "absent", "train")
+    root = write_split(tmp_path / "split", {"train": {"real": 2, "fake": 0},
+                                            "val": {"real": 1, "fake": 1}})
+    with pytest.raises(PipelineError, match="split 'train' .* has no fake crops") as err:
+        read_split(root, "train")
+    assert "\n" not in str(err.value)
+    with pytest.raises(PipelineError, match="no crops in split 'test'"):
+        read_split(root, "test")
+
+
+def test_counts_and_feed_size(tmp_path: Path) -> None:
+    root = write_split(tmp_path / "split", size=40, report=False)
+    crops = read_split(root, "train")
+    counts = split_counts(crops)
+    got = (counts.crops, counts.videos, counts.groups, counts.real, counts.fake)
+    assert got == (12, 6, 6, 6, 6)
+    assert feed_size(crops, None) == 40
+    assert feed_size(crops, {"size": 299}) == 299
+
+
+def test_unknown_balance_mode(tmp_path: Path) -> None:
+    crops = read_split(write_split(tmp_path / "split", size=16), "train")
+    with pytest.raises(PipelineError, match="unknown balance mode 'oversample'"):
+        make_dataset(crops, 16, 4, training=True, balance="oversample")

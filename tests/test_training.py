@@ -1,0 +1,227 @@
+"""Training end to end on a tiny generated split, and the small decisions around it."""
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from test_data import write_split
+
+from dfpipe.errors import PipelineError
+from dfpipe.images import read_rgb
+from dfpipe.modelio import METADATA_ATTR
+from dfpipe.models import build_backbone, get_backbone, load_detector
+from dfpipe.training import (
+    TrainConfig,
+    choose_precision,
+    choose_threshold,
+    cpu_supports_bf16,
+    is_chief,
+    read_crop_settings,
+    resolve,
+    strategy_kind,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_RUN = dict(backbone="tiny", weights="none", size=64, batch_size=4, epochs=1)
+
+
+@pytest.mark.parametrize("requested,gpu,bf16,expected", [
+    ("auto", True, True, "mixed_float16"),
+    ("auto", True, False, "mixed_float16"),
+    ("auto", False, True, "mixed_bfloat16"),
+    ("auto", False, False, "float32"),
+    ("float32", True, True, "float32"),
+    ("mixed_bfloat16", False, False, "mixed_bfloat16"),
+])
+def test_auto_precision(requested: str, gpu: bool, bf16: bool, expected: str) -> None:
+    assert choose_precision(requested, gpu, bf16) == expected
+
+
+def test_bad_precision_and_cpu_flags() -> None:
+    with pytest.raises(PipelineError, match="unknown precision 'half'"):
+        choose_precision("half", False, False)
+    assert cpu_supports_bf16("processor : 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n")
+    assert cpu_supports_bf16("flags : fpu avx512_bf16\n")
+    assert not cpu_supports_bf16("flags : fpu sse avx2 avx512f\n")
+    assert not cpu_supports_bf16("")
+
+
+def test_distribution_choice() -> None:
+    assert strategy_kind(0, None) == "default"
+    assert strategy_kind(1, None) == "default"
+    assert strategy_kind(4, None) == "mirrored"
+    cluster = {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}
+    assert strategy_kind(1, json.dumps(cluster)) == "multi_worker"
+    assert not is_chief(json.dumps(cluster))
+    cluster["task"]["index"] = 0
+    assert is_chief(json.dumps(cluster)) and is_chief(None)
+    with pytest.raises(PipelineError, match="TF_CONFIG"):
+        strategy_kind(0, "{not json")
+
+
+def test_threshold_maximises_balanced_accuracy_on_validation() -> None:
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    scores = [0.05, 0.1, 0.2, 0.62, 0.3, 0.7, 0.8, 0.9]
+    threshold = choose_threshold(labels, scores)
+    predicted = np.asarray(scores) >= threshold
+    tpr = predicted[4:].mean()
+    fpr = predicted[:4].mean()
+    assert (tpr, fpr) == (0.75, 0.0) and 0.62 < threshold <= 0.7
+    with pytest.raises(PipelineError, match="one class"):
+        choose_threshold([1, 1], [0.2, 0.3])
+
+
+def test_crop_settings_come_from_the_split_report(tmp_path: Path, caplog) -> None:
+    root = write_split(tmp_path / "split", {"train": {"real": 1, "fake": 1}}, size=16)
+    crop = read_crop_settings(root)
+    assert crop["margin"] == 1.3 and crop["size"] == 16 and crop["detector"] == "mtcnn"
+    assert crop["sampling"] == {"every": 10, "frames": 2, "faces": 1}
+    (root / "split_report.json").write_text(json.dumps({"train": {}}))
+    with caplog.at_level(logging.WARNING):
+        assert read_crop_settings(root) is None
+    assert "no 'preprocess' settings" in caplog.text
+    (root / "split_report.json").unlink()
+    assert read_crop_settings(root) is None
+
+
+def test_resolve_fills_backbone_defaults_and_scratch_has_no_head_phase() -> None:
+    cfg = resolve(TrainConfig(backbone="Xception", weights="some/file.h5"))
+    assert (cfg.backbone, cfg.size, cfg.lr, cfg.fine_tune_lr, cfg.unfreeze) == (
+        "xception", 299, 1e-3, 1e-4, 36)
+    scratch = resolve(TrainConfig(backbone="tiny", weights="None", head_epochs=2, epochs=3))
+    assert (scratch.head_epochs, scratch.epochs, scratch.unfreeze, scratch.weights) == (
+        0, 3, -1, "none")
+    with pytest.raises(PipelineError, match="nothing to train"):
+        resolve(TrainConfig(backbone="tiny", weights="none", epochs=0))
+
+
+def test_one_epoch_writes_a_model_that_reloads_to_the_same_predictions(tmp_path: Path) -> None:
+    root = write_split(tmp_path / "split")
+    out = tmp_path / "models"
+    result = train(TrainConfig(data=root, output=out, **TINY_RUN), verbose=0)
+
+    log = pd.read_csv(out / "training_log.csv")
+    assert list(log["epoch"]) == [0]
+    for column in ("loss", "auc", "val_loss", "val_auc", "lr"):
+        assert math.isfinite(float(log[column].iloc[0])), column
+    assert result.model_path == out / "tiny_best.h5"
+    assert (out / "tiny_best.json").is_file() and (out / "training_curves.png").stat().st_size
+    assert any((out / "tensorboard").rglob("events.out.tfevents*"))
+    assert not (out / ".best.weights.h5").exists()
+    done = json.loads((out / "training_done.json").read_text())
+    assert done["epochs"] == 1 and done["model"] == str(result.model_path) and done["finished"]
+
+    model, meta = load_detector(result.model_path)
+    with h5py.File(result.model_path, "r") as fh:
+        assert json.loads(fh.attrs[METADATA_ATTR]) == meta
+    assert meta["class_names"] == ["real", "fake"]
+    assert (meta["input_size"], meta["backbone"]) == (64, "tiny")
+    assert meta["crop"]["margin"] == 1.3 and meta["crop"]["size"] == 72
+    assert meta["split"]["train"] == {"crops": 12, "videos": 6, "groups": 6, "real": 6,
+                                      "fake": 6}
+    assert meta["config"]["weights"] == "none" and meta["config"]["epochs"] == 1
+    assert 0.0 <= meta["threshold"] <= 1.0 and "validation" in meta["threshold_source"]
+    assert meta["training"]["precision"] == result.precision
+
+    crops = np.stack([read_rgb(p) for p in result.val_paths]).astype("float32")
+    again = model.predict(crops, verbose=0)[:, 0]
+    np.testing.assert_allclose(again, result.val_scores, rtol=1e-5, atol=1e-6)
+
+
+def test_weights_path_and_two_phases(tmp_path: Path) -> None:
+    root = write_split(tmp_path / "split", size=64)
+    weights = tmp_path / "tiny_backbone.weights.h5"
+    build_backbone(get_backbone("tiny"), 64, None).save_weights(weights)
+    out = tmp_path / "models"
+    cfg = TrainConfig(data=root, output=out, backbone="tiny", weights=str(weights), size=64,
+                      batch_size=4, head_epochs=1, epochs=1, precision="float32",
+                      balance="sampling")
+    result = train(cfg, verbose=0)
+    log = pd.read_csv(out / "training_log.csv")
+    assert list(log["epoch"]) == [0, 1]
+    assert log["lr"].tolist() == pytest.approx([1e-3, 1e-3])
+    assert result.metadata["config"]["weights"] == str(weights)
+    assert result.metadata["training"]["precision"] == "float32"
+    assert result.epochs_run == 2
+
+
+def test_training_errors_are_one_line(tmp_path: Path) -> None:
+    root = write_split(tmp_path / "split", {"train": {"real": 2, "fake": 2},
+                                            "val": {"real": 2, "fake": 0}}, size=16)
+    base = TrainConfig(data=root, output=tmp_path / "m", **TINY_RUN)
+    with pytest.raises(PipelineError, match="split 'val' .* has no fake crops"):
+        train(base, verbose=0)
+    with pytest.raises(PipelineError, match="below tiny's minimum"):
+        train(replace(base, size=8), verbose=0)
+    with pytest.raises(PipelineError, match="split folder not found"):
+        train(replace(base, data=tmp_path / "nowhere"), verbose=0)
+
+
+def test_unreadable_crop_stops_training_with_its_name(tmp_path: Path) -> None:
+    root = write_split(tmp_path / "split", size=16)
+    broken = next((root / "train" / "fake").rglob("*.jpg"))
+    broken.write_bytes(b"truncated")
+    cfg = TrainConfig(data=root, output=tmp_path / "m", **{**TINY_RUN, "size": 16})
+    with pytest.raises(PipelineError, match=f"cannot read image .*{broken.name}"):
+        train(cfg, verbose=0)
+
+
+def test_cli_reports_a_bad_size_in_one_line(tmp_path: Path) -> None:
+    root = write_split(tmp_path / "split", {"train": {"real": 1, "fake": 1},
+                                            "val": {"real": 1, "fake": 1}}, size=16)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, str(REPO / "train.py"), "--data", str(root),
+                          "--output", str(tmp_path / "m"), "--backbone", "xception",
+                          "--weights", "none", "--size", "64"],
+                         capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == (
+        "error: --size 64 is below xception's minimum of 71 pixels: use --size 71 or more "
+        "(default 299)")
+
+
+@pytest.mark.slow
+def test_xception_at_its_minimum_size(tmp_path: Path) -> None:
+    root = write_split(tmp_path / "split", {"train": {"real": 2, "fake": 2},
+                                            "val": {"real": 1, "fake": 1}}, size=71)
+    cfg = TrainConfig(data=root, output=tmp_path / "m", backbone="xception", weights="none",
+                      size=71, batch_size=4, epochs=1)
+    result = train(cfg, verbose=0)
+    model, meta = load_detector(result.model_path)
+    assert result.model_path.name == "xception_best.h5"
+    assert meta["input_size"] == 71 and meta["backbone"] == "xception"
+    crops = np.stack([read_rgb(p) for p in result.val_paths]).astype("float32")
+    np.testing.assert_allclose(model.predict(crops, verbose=0)[:, 0], result.val_scores,
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_scales_the_global_batch(tmp_path: Path) -> None:
+    root = write_split(tmp_path / "split", size=32)
+    code = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from dfpipe.training import TrainConfig, train
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+cfg = TrainConfig(data={str(root)!r}, output={str(tmp_path / "m")!r}, backbone="tiny",
+                  weights="none", size=32, batch_size=3, epochs=1)
+result = train(cfg, verbose=0, strategy=strategy)
+print("RESULT", result.replicas, result.metadata["training"]["global_batch"])
+"""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "RESULT 2 6" in run.stdout
+    assert (tmp_path / "m" / "tiny_best.h5").is_file()

@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""Fine-tune a backbone (Xception by default) on a split folder and save a self-describing model.
+
+Writes <output>/<backbone>_best.h5 with its metadata (also in <backbone>_best.json),
+training_log.csv, training_curves.png and tensorboard/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from dfpipe.errors import run_cli  # noqa: E402
+from dfpipe.models import BACKBONES  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from dfpipe.data import BALANCE_MODES
+    from dfpipe.training import PRECISIONS, config_fields
+
+    d = config_fields()
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", type=Path, default=d["data"],
+                   help="split folder written by split.py (train/ and val/ are read)")
+    p.add_argument("--output", type=Path, default=d["output"], help="folder for model and logs")
+    p.add_argument("--backbone", default=d["backbone"], choices=sorted(BACKBONES),
+                   help="feature extractor; its input size, scaling and learning rates are "
+                        "the defaults of the options left unset ('tiny' is for tests/demos)")
+    p.add_argument("--weights", default=d["weights"],
+                   help="backbone start: imagenet (downloads), none (random: no head phase, "
+                        "all layers train) or PATH to a local .h5 of the backbone's weights")
+    p.add_argument("--size", type=int, default=d["size"],
+                   help="side the backbone sees (crops are resized inside the model); "
+                        "unset: the backbone's (xception 299)")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"],
+                   help="images per device; the global batch is this times the replicas")
+    p.add_argument("--head-epochs", type=int, default=d["head_epochs"],
+                   help="phase 1: epochs training the head with the backbone frozen")
+    p.add_argument("--epochs", type=int, default=d["epochs"],
+                   help="phase 2: most epochs fine-tuning the top of the backbone "
+                        "(early stopping may end sooner); with --weights none, all epochs")
+    p.add_argument("--lr", type=float, default=d["lr"],
+                   help="phase 1 learning rate; unset: the backbone's")
+    p.add_argument("--fine-tune-lr", type=float, default=d["fine_tune_lr"],
+                   help="phase 2 learning rate; unset: the backbone's")
+    p.add_argument("--dropout", type=float, default=d["dropout"],
+                   help="dropout before the output; unset: the backbone's")
+    p.add_argument("--unfreeze", type=int, default=d["unfreeze"],
+                   help="top backbone layers trained in phase 2 (-1: all; batch norm stays "
+                        "frozen); unset: the backbone's")
+    p.add_argument("--precision", default=d["precision"], choices=PRECISIONS,
+                   help="auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bf16, "
+                        "else float32; the saved model is float32 either way")
+    p.add_argument("--balance", default=d["balance"], choices=BALANCE_MODES,
+                   help="class balance: loss weights, balanced sampling, or none")
+    p.add_argument("--no-augment", action="store_true",
+                   help="turn training augmentation off (validation is never augmented)")
+    p.add_argument("--patience", type=int, default=d["patience"],
+                   help="epochs without a better val AUC before stopping a phase")
+    p.add_argument("--lr-patience", type=int, default=d["lr_patience"],
+                   help="epochs without a better val AUC before cutting the learning rate")
+    p.add_argument("--seed", type=int, default=d["seed"], help="seed for every random choice")
+    return p.parse_args(argv)
+
+
+def main() -> int:
+    args = parse_args()
+    from dfpipe.training import TrainConfig, train
+
+    config = TrainConfig(
+        data=args.data, output=args.output, backbone=args.backbone, weights=args.weights,
+        size=args.size, batch_size=args.batch_size, head_epochs=args.head_epochs,
+        epochs=args.epochs, lr=args.lr, fine_tune_lr=args.fine_tune_lr, dropout=args.dropout,
+        unfreeze=args.unfreeze, precision=args.precision, balance=args.balance,
+        augment=not args.no_augment, patience=args.patience, lr_patience=args.lr_patience,
+        seed=args.seed)
+    result = train(config, verbose=1 if sys.stdout.isatty() else 2)
+    meta = result.metadata
+    print(f"model:      {result.model_path}")
+    print(f"backbone:   {meta['backbone']} at {meta['input_size']}px, "
+          f"weights {meta['config']['weights']}")
+    print(f"precision:  {result.precision} ({result.replicas} replica(s)); saved as float32")
+    print(f"epochs:     {result.epochs_run} in {result.seconds / 60:.1f} min")
+    print(f"val AUC:    {result.best_val_auc:.4f}; threshold {result.threshold:.4f} "
+          f"({meta['threshold_source']})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
