@@ -1,7 +1,8 @@
-"""Evaluation figures: confusion matrices, ROC, PR, score histograms, reliability, training.
+"""Figures: confusion matrices, ROC, PR, score histograms, reliability, training curves.
 
 Each function draws one titled, labelled PNG and writes it atomically. Figures are built
 with matplotlib's object API (no pyplot state), so this runs headless and in threads.
+Shared by training (its curves) and evaluation; it depends on no pipeline stage.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, figures
 from .data import class_weights, feed_size, make_dataset, read_split, split_counts
 from .errors import PipelineError
 from .labels import CLASS_NAMES
@@ -308,7 +308,8 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
     model_path = out / f"{spec.name}_best.h5"
     save_model(final, model_path, meta)
     (out / CHECKPOINT).unlink(missing_ok=True)
-    plot_curves(out / TRAINING_LOG, out / CURVES_PNG, fine_tune_epoch=cfg.head_epochs)
+    figures.training_curves(out / TRAINING_LOG, out / CURVES_PNG,
+                            fine_tune_epoch=cfg.head_epochs)
     _write_json(out / TRAINING_DONE, {"finished": time.time(), "epochs": len(history),
                                       "model": str(model_path)})
     return TrainResult(model_path=model_path, metadata=meta, precision=precision,
@@ -452,40 +453,3 @@ def _metadata(cfg: TrainConfig, spec: Backbone, precision: str, replicas: int, k
 def config_fields() -> dict[str, Any]:
     """Each TrainConfig option and its default, so the CLI shows the same defaults."""
     return {f.name: f.default for f in fields(TrainConfig)}
-
-
-# ---------------------------------------------------------------- curves
-
-def plot_curves(log_csv: Path, png: Path, fine_tune_epoch: int = 0) -> None:
-    """Loss and AUC per epoch, training vs validation, with the start of fine-tuning marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    from matplotlib.ticker import MaxNLocator
-
-    if not Path(log_csv).is_file():
-        log.warning("%s not found: no training curves drawn", log_csv)
-        return
-    frame = pd.read_csv(log_csv)
-    epochs = frame["epoch"] + 1
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, title in zip(axes, ("loss", "auc"), ("loss", "AUC"), strict=True):
-        for prefix, style in (("", "-"), ("val_", "--")):
-            if prefix + key in frame:
-                label = "validation" if prefix else "training"
-                ax.plot(epochs, pd.to_numeric(frame[prefix + key], errors="coerce"), style,
-                        marker="o", label=label)
-        if 0 < fine_tune_epoch < len(frame):
-            ax.axvline(fine_tune_epoch + 0.5, color="grey", linestyle=":", label="fine-tuning")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    tmp = png.with_name(f".{png.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, png)
