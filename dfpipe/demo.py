@@ -29,19 +29,22 @@ REPO = Path(__file__).resolve().parents[1]
 class DemoPlan:
     """The sizes of one demo run: the default for `make demo`, a smaller one for tests."""
 
-    sources: int = 36
+    sources: int = 48
     seconds: float = 2.0
-    every: int = 2
+    every: int = 1
     crop_size: int = 96
     model_size: int = 64
     backbone: str = "tiny"
     head_epochs: int = 2
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 32
+    patience: int = 12
+    lr_patience: int = 4
+    ratios: tuple[float, float, float] = (0.6, 0.2, 0.2)
     workers: int = 2
 
 
-QUICK = DemoPlan(sources=20, seconds=2.0, every=2, head_epochs=1, epochs=20)
+QUICK = DemoPlan(sources=24, seconds=2.0, every=2, epochs=25)
 
 
 def _run(cmd: list[str], log: list[str]) -> None:
@@ -137,10 +140,12 @@ def run_demo(out: Path, plan: DemoPlan = DemoPlan(), app_check: bool = True) -> 
     _run([py, "preprocess.py", "--input", dataset, "--output", pre, "--detector", "mtcnn",
           "--every", plan.every, "--size", plan.crop_size, "--workers", plan.workers,
           "--overwrite"], log)
-    _run([py, "split.py", "--input", pre, "--output", split, "--overwrite"], log)
+    _run([py, "split.py", "--input", pre, "--output", split, "--ratios", *plan.ratios,
+          "--overwrite"], log)
     _run([py, "train.py", "--data", split, "--output", models, "--backbone", plan.backbone,
           "--weights", "none", "--size", plan.model_size, "--head-epochs", plan.head_epochs,
-          "--epochs", plan.epochs, "--batch-size", plan.batch_size], log)
+          "--epochs", plan.epochs, "--batch-size", plan.batch_size, "--patience", plan.patience,
+          "--lr-patience", plan.lr_patience], log)
     model = models / f"{plan.backbone}_best.h5"
     _run([py, "evaluate.py", "--model", model, "--data", split, "--split", "test",
           "--output", results], log)
