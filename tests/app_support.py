@@ -83,6 +83,22 @@ class CentreDetector(facelib.Detector):
 CENTRE_SPEC = facelib.DetectorSpec(CentreDetector, {"min_confidence": 0.5}, batch_size=4)
 
 
+def as_mjpg_avi(src: Path, dst: Path) -> Path:
+    """Re-encode a video as Motion-JPEG AVI (a container that truncates less gracefully)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(src))
+    ok, frame = cap.read()
+    height, width = frame.shape[:2]
+    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (width, height))
+    while ok:
+        writer.write(frame)
+        ok, frame = cap.read()
+    writer.release()
+    cap.release()
+    return dst
+
+
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
     """Poll until ``predicate()`` returns something truthy; bounded, fails with the last value."""
     deadline = time.monotonic() + timeout

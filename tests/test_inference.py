@@ -6,12 +6,12 @@ import csv
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from app_support import (
     CENTRE_SPEC,
     app_script,
+    as_mjpg_avi,
     blank_video,
     crop_metadata,
     face_video,
@@ -39,14 +39,7 @@ def media(tmp_path_factory):
     root = tmp_path_factory.mktemp("media")
     face = face_video(root / "face.mp4", n_frames=12)
     blank = blank_video(root / "blank.mp4")
-    cap = cv2.VideoCapture(str(face))
-    avi = root / "face.avi"
-    writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
-    ok, frame = cap.read()
-    while ok:
-        writer.write(frame)
-        ok, frame = cap.read()
-    writer.release()
+    avi = as_mjpg_avi(face, root / "face.avi")
     data = avi.read_bytes()
     truncated = root / "truncated.avi"
     truncated.write_bytes(data[:int(len(data) * 0.7)])

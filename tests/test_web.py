@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from app_support import (
     app_script,
+    as_mjpg_avi,
     blank_video,
     crop_metadata,
     face_video,
@@ -37,14 +38,7 @@ def media(tmp_path_factory):
     data = face.read_bytes()
     files["truncated_mp4"] = root / "truncated.mp4"
     files["truncated_mp4"].write_bytes(data[: len(data) // 2])
-    cap = cv2.VideoCapture(str(face))
-    avi = root / "face.avi"
-    writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
-    ok, frame = cap.read()
-    while ok:
-        writer.write(frame)
-        ok, frame = cap.read()
-    writer.release()
+    avi = as_mjpg_avi(face, root / "face.avi")
     files["truncated_avi"] = root / "truncated.avi"
     files["truncated_avi"].write_bytes(avi.read_bytes()[: int(avi.stat().st_size * 0.7)])
     ok, jpeg = cv2.imencode(".jpg", np.full((120, 160, 3), 128, np.uint8))
