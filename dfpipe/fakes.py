@@ -177,10 +177,7 @@ def self_blend(photo: np.ndarray, face: Face, rng: np.random.Generator,
     matrix[:, 2] += shift
     source = cv2.warpAffine(source, matrix, (w, h), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REFLECT101)
-    source = low_resolution(source, face.width, generated_width)
-    mask = face_mask(photo.shape, face, rng)
-    source = reinhard_transfer(source, photo, mask, strength=rng.uniform(0.1, 0.5))
-    return blend(photo, source, mask), mask
+    return _regenerate_and_blend(photo, source, face, rng, generated_width, (0.1, 0.5))
 
 
 def face_swap(target: np.ndarray, target_face: Face, donor: np.ndarray, donor_face: Face,
@@ -195,7 +192,15 @@ def face_swap(target: np.ndarray, target_face: Face, donor: np.ndarray, donor_fa
         raise PipelineError("cannot align the donor face on the target (degenerate landmarks)")
     warped = cv2.warpAffine(donor, matrix, (w, h), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REFLECT101)
-    warped = low_resolution(warped, target_face.width, generated_width)
-    mask = face_mask(target.shape, target_face, rng)
-    warped = reinhard_transfer(warped, target, mask, strength=rng.uniform(0.8, 1.0))
-    return blend(target, warped, mask), mask
+    return _regenerate_and_blend(target, warped, target_face, rng, generated_width, (0.8, 1.0))
+
+
+def _regenerate_and_blend(photo: np.ndarray, source: np.ndarray, face: Face,
+                          rng: np.random.Generator, generated_width: float,
+                          strength: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The finish both forgeries share: the pasted face at a generator's lower resolution,
+    colour-matched to the photo inside a soft face mask, blended in. Returns (fake, mask)."""
+    source = low_resolution(source, face.width, generated_width)
+    mask = face_mask(photo.shape, face, rng)
+    source = reinhard_transfer(source, photo, mask, strength=rng.uniform(*strength))
+    return blend(photo, source, mask), mask
