@@ -6,50 +6,53 @@ Every step reuses what preprocess and evaluate use: the same frame sampling
 model was trained on (its metadata), crops scored as the JPEG bytes preprocess would have
 saved, the same scoring and per-video rule (:mod:`dfpipe.scoring`) and the same threshold
 resolution as evaluate. The result is a plain, JSON-ready dict.
+
+This module orchestrates; the frames come from :mod:`dfpipe.framefeed` (within the per-video
+limits), the verdict from :mod:`dfpipe.verdict`, and batches of videos are judged by
+:mod:`dfpipe.batchpredict`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import os
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from . import faces as facelib
+from .batchpredict import ROW_FIELDS, find_videos, predict_videos, video_row, write_rows
 from .errors import PipelineError
 from .evaluation import DEFAULT_RULE, resolve_threshold
 from .extract import Settings
-from .labels import VIDEO_EXTENSIONS
-from .scoring import DEFAULT_BATCH_SIZE, aggregate_videos, aggregator, score_crops
-from .video import VideoError, iter_sampled_frames, open_video
+from .framefeed import Deadline, LimitExceeded, Limits, expected_samples, feed
+from .scoring import DEFAULT_BATCH_SIZE, aggregator, score_crops
+from .verdict import (
+    BORDERLINE,
+    VERDICT_FAKE,
+    VERDICT_NO_FACE,
+    VERDICT_REAL,
+    call_faces,
+    frame_scores,
+    judge,
+)
+from .video import VideoError, open_video
 
 log = logging.getLogger(__name__)
 
-VERDICT_FAKE = "FAKE"
-VERDICT_REAL = "REAL"
-VERDICT_NO_FACE = "NO FACE FOUND"
-BORDERLINE = 0.1
-"""A video score closer than this to the threshold is flagged as borderline."""
+__all__ = [
+    "BORDERLINE", "ROW_FIELDS", "VERDICT_FAKE", "VERDICT_NO_FACE", "VERDICT_REAL", "Analysis",
+    "Analyzer", "LimitExceeded", "Limits", "decode_jpeg", "find_videos", "predict_videos",
+    "settings_from_metadata", "video_row", "write_rows"]
+
 FALLBACK_DETECTOR = "mtcnn"
 SETTING_KEYS = tuple(f.name for f in fields(Settings))
-ROW_FIELDS: tuple[str, ...] = (
-    "path", "status", "verdict", "score", "threshold", "margin", "borderline", "aggregate",
-    "faces", "frames_sampled", "frames_with_face", "frames_read", "fps", "duration_s", "width",
-    "height", "seconds", "decode_s", "detect_s", "classify_s", "message")
-
-PREFETCH_BYTES = 256 * 1024 * 1024
-_END = object()
 
 Progress = Callable[[str, int, int], None]
 CropSink = Callable[[int, np.ndarray, bytes], None]
@@ -177,7 +180,6 @@ class Analyzer:
         """What is loaded and how videos will be judged (for /api/model and reports)."""
         meta = self.metadata
         return {
-            "path": str(self.model_path) if self.model_path else None,
             "name": self.model_path.name if self.model_path else None,
             "backbone": meta.get("backbone"), "input_size": meta.get("input_size"),
             "class_names": meta.get("class_names"), "created": meta.get("created"),
@@ -192,18 +194,23 @@ class Analyzer:
         }
 
     def analyze(self, path: Path, progress: Progress | None = None,
-                on_crop: CropSink | None = None, keep_crops: bool = False) -> Analysis:
-        """Judge one video; raises VideoError when it cannot be decoded at all.
+                on_crop: CropSink | None = None, keep_crops: bool = False,
+                limits: Limits | None = None) -> Analysis:
+        """Judge one video; raises VideoError when it cannot be decoded at all, and
+        LimitExceeded (a VideoError) when it breaks a limit that refuses it.
 
         ``progress(stage, done, total)`` is called as frames are read and crops scored;
         ``on_crop(index, rgb, jpeg)`` receives each crop as the model saw it and its JPEG bytes.
+        ``limits`` bounds the work (frames decoded, faces scored, frame size, wall clock).
         """
         start = time.perf_counter()
+        limits = limits or Limits()
+        deadline = Deadline(limits.timeout_s)
         path = Path(path)
         cap, info = open_video(path)
         cap.release()
         s = self.settings
-        expected = _expected_samples(info.reported_frames, s.every, s.frames)
+        expected = expected_samples(info.reported_frames, s.every, s.frames, limits.max_frames)
         timing = {"decode_s": 0.0, "decode_wait_s": 0.0, "detect_s": 0.0, "crop_s": 0.0,
                   "classify_s": 0.0}
         faces: list[dict[str, Any]] = []
@@ -213,6 +220,7 @@ class Analyzer:
         pending: list[np.ndarray] = []
         batch: list[tuple[int, np.ndarray]] = []
         det_batch = facelib.DETECTORS[s.detector].batch_size
+        max_faces = limits.max_faces
 
         def classify() -> None:
             t0 = time.perf_counter()
@@ -228,7 +236,11 @@ class Analyzer:
             t1 = time.perf_counter()
             timing["detect_s"] += t1 - t0
             for (index, frame), per_frame in zip(batch, found, strict=True):
+                if max_faces is not None and len(faces) >= max_faces:
+                    break
                 chosen = facelib.select_faces(per_frame, s.faces)
+                if max_faces is not None:
+                    chosen = chosen[:max_faces - len(faces)]
                 frames.append({"frame": index, "time_s": _seconds(index, info.fps),
                                "faces": len(chosen), "score": None})
                 for face_no, face in enumerate(chosen):
@@ -250,25 +262,41 @@ class Analyzer:
             batch.clear()
             if len(pending) >= self.batch_size:
                 classify()
+            deadline.check()
 
-        sampled = _prefetch(iter_sampled_frames(path, s.every, s.frames, info),
-                            _prefetch_depth(info, det_batch), timing)
-        for index, frame in sampled:
-            batch.append((index, frame))
-            if len(batch) >= det_batch:
-                detect()
-                _report(progress, "frames", len(frames), max(expected, len(frames)))
-        if batch:
+        def full() -> bool:
+            return max_faces is not None and len(faces) >= max_faces
+
+        with closing(feed(path, s.every, s.frames, info, limits, deadline, timing,
+                          det_batch)) as sampled:
+            for index, frame in sampled:
+                batch.append((index, frame))
+                if len(batch) >= det_batch:
+                    detect()
+                    _report(progress, "frames", len(frames), max(expected, len(frames)))
+                    if full():
+                        break
+        faces_capped = full()
+        if batch and not faces_capped:
             detect()
         if pending:
             classify()
+        deadline.check()
         _report(progress, "frames", len(frames), len(frames))
-        for face, score in zip(faces, scores, strict=True):
-            face["score"] = score
-            face["call"] = "fake" if score >= self.threshold else "real"
-        _frame_scores(frames, faces)
+        call_faces(faces, scores, self.threshold)
+        frame_scores(frames, faces)
         timing["total_s"] = time.perf_counter() - start
         result = self._result(path, info, frames, faces, timing)
+        if info.capped:
+            result["warnings"].append(
+                f"stopped reading after {limits.max_frames} frames (the frame limit per "
+                "video): judged on those frames only")
+        if faces_capped:
+            result["warnings"].append(
+                f"stopped after {max_faces} face crops (the face limit per video): judged on "
+                "those crops only")
+        result["video"]["frames_capped"] = bool(info.capped)
+        result["video"]["faces_capped"] = faces_capped
         return Analysis(result, kept)
 
     def _result(self, path: Path, info: Any, frames: list[dict[str, Any]],
@@ -282,7 +310,8 @@ class Analyzer:
                  "frames_sampled": len(frames),
                  "frames_with_face": sum(1 for f in frames if f["faces"]), "faces": len(faces)}
         warnings = []
-        if info.reported_frames and info.frames_read < info.reported_frames:
+        if (info.reported_frames and info.frames_read < info.reported_frames
+                and not info.capped):
             warnings.append(f"the video ended early: the container announces "
                             f"{info.reported_frames} frames but {info.frames_read} could be "
                             "decoded (truncated or damaged file); judged on what was read")
@@ -299,25 +328,12 @@ class Analyzer:
             "frames": frames, "faces": faces,
             "timing": {k: round(v, 4) for k, v in timing.items()},
         }
-        if not faces:
-            if video["frames_sampled"] == 0:
-                raise VideoError("no frame could be decoded (corrupt or truncated file)")
-            result.update(verdict=VERDICT_NO_FACE, score=None, margin=None, borderline=None,
-                          agreement=None,
-                          message=f"no face with confidence >= {s.min_confidence} in "
-                                  f"{video['frames_sampled']} sampled frames")
-        else:
-            vid_scores = [f["score"] for f in faces]
-            score = aggregate_videos(["video"] * len(faces), vid_scores, self.rule)["video"]
-            fake = score >= self.threshold
-            margin = score - self.threshold
-            same = sum(1 for f in faces if (f["call"] == "fake") == fake)
-            result.update(verdict=VERDICT_FAKE if fake else VERDICT_REAL, score=score,
-                          margin=margin, borderline=abs(margin) < BORDERLINE,
-                          agreement=same / len(faces),
-                          message=_explain(score, self.threshold, margin, same, len(faces)))
-            if len(faces) < 3:
-                warnings.append(f"judged on {len(faces)} face crop(s) only")
+        if not faces and video["frames_sampled"] == 0:
+            raise VideoError("no frame could be decoded (corrupt or truncated file)")
+        result.update(judge(faces, self.threshold, self.rule, video["frames_sampled"],
+                            s.min_confidence))
+        if faces and len(faces) < 3:
+            warnings.append(f"judged on {len(faces)} face crop(s) only")
         result["warnings"] = warnings
         return result
 
@@ -337,179 +353,10 @@ def _model_summary(analyzer: Analyzer) -> dict[str, Any]:
             "created": meta.get("created")}
 
 
-def _explain(score: float, threshold: float, margin: float, same: int, total: int) -> str:
-    side = "above" if margin >= 0 else "below"
-    how = "borderline: treat with caution" if abs(margin) < BORDERLINE else "clear"
-    return (f"P(fake) {score:.3f} is {abs(margin):.3f} {side} the threshold {threshold:.3f} "
-            f"({how}); {same} of {total} face crops agree")
-
-
 def _seconds(index: int, fps: float) -> float | None:
     return round(index / fps, 3) if fps > 0 else None
-
-
-def _expected_samples(reported: int, every: int | None, frames: int | None) -> int:
-    if reported <= 0:
-        return 0
-    if frames:
-        return min(frames, reported)
-    step = every or 1
-    return (reported + step - 1) // step
-
-
-def _prefetch(frames: Iterator[tuple[int, np.ndarray]], depth: int,
-              timing: dict[str, float]) -> Iterator[tuple[int, np.ndarray]]:
-    """The frames of ``frames``, decoded ahead in a thread (OpenCV releases the GIL), so
-    decoding overlaps detection and classification; at most ``depth`` frames wait.
-
-    ``timing['decode_s']`` gets the decoder's busy time, ``timing['decode_wait_s']`` the part
-    of it the caller waited for (not hidden behind detection); an error while decoding is
-    raised here, in the caller's thread. Stopping early (an error downstream) stops the decoder.
-    """
-    pending: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: Any) -> None:
-        while not stop.is_set():
-            try:
-                pending.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def produce() -> None:
-        try:
-            while not stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    item = next(frames)
-                except StopIteration:
-                    break
-                finally:
-                    timing["decode_s"] += time.perf_counter() - t0
-                put(item)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            put(exc)
-            return
-        finally:
-            frames.close()  # type: ignore[attr-defined]
-        put(_END)
-
-    thread = threading.Thread(target=produce, name="dfpipe-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            t0 = time.perf_counter()
-            item = pending.get()
-            timing["decode_wait_s"] = timing.get("decode_wait_s", 0.0) + time.perf_counter() - t0
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
-def _prefetch_depth(info: Any, batch: int) -> int:
-    """Enough frames to feed one detector batch, within PREFETCH_BYTES of RGB frames."""
-    frame_bytes = max(1, info.width * info.height * 3)
-    return int(max(2, min(max(2, batch), PREFETCH_BYTES // frame_bytes)))
 
 
 def _report(progress: Progress | None, stage: str, done: int, total: int) -> None:
     if progress is not None:
         progress(stage, done, total)
-
-
-def _frame_scores(frames: list[dict[str, Any]], faces: list[dict[str, Any]]) -> None:
-    """A frame's score is its most fake-looking face (the one the chart shows)."""
-    best: dict[int, float] = {}
-    for face in faces:
-        best[face["frame"]] = max(best.get(face["frame"], 0.0), face["score"])
-    for frame in frames:
-        frame["score"] = best.get(frame["frame"])
-
-
-# -- batches of videos (app.py predict) -------------------------------------------------------
-
-def find_videos(inputs: Sequence[Path]) -> list[Path]:
-    """Video files named directly or found (recursively) in the folders given, in order."""
-    found: list[Path] = []
-    for item in inputs:
-        item = Path(item)
-        if item.is_dir():
-            found.extend(sorted(p for p in item.rglob("*")
-                                if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS))
-        elif item.is_file():
-            found.append(item)
-        else:
-            raise PipelineError(f"not found: {item} (give video files or folders of videos)")
-    if not found:
-        raise PipelineError(f"no videos ({', '.join(sorted(VIDEO_EXTENSIONS))}) in "
-                            f"{', '.join(str(p) for p in inputs)}")
-    return found
-
-
-def video_row(path: Path, result: dict[str, Any] | None, error: str = "") -> dict[str, Any]:
-    """One CSV row per video: verdict, score, counts and stage timings."""
-    row: dict[str, Any] = dict.fromkeys(ROW_FIELDS, "")
-    row["path"] = str(path)
-    if result is None:
-        row.update(status="error", verdict="ERROR", message=error)
-        return row
-    video, timing = result["video"], result["timing"]
-    row.update(status="ok" if result["faces"] else "no_face", verdict=result["verdict"],
-               score=result["score"], threshold=result["threshold"], margin=result["margin"],
-               borderline=result["borderline"], aggregate=result["aggregate"],
-               seconds=timing["total_s"], decode_s=timing["decode_s"],
-               detect_s=timing["detect_s"] + timing.get("crop_s", 0.0),
-               classify_s=timing["classify_s"], message=result["message"])
-    row.update({k: video[k] for k in ("faces", "frames_sampled", "frames_with_face",
-                                      "frames_read", "fps", "duration_s", "width", "height")})
-    return {k: ("" if v is None else v) for k, v in row.items()}
-
-
-def predict_videos(analyzer: Analyzer, videos: Sequence[Path],
-                   out: Path | None = None) -> list[dict[str, Any]]:
-    """Judge each video; a video that cannot be read becomes an ``error`` row, not a crash.
-
-    Writes ``out`` (.csv: one row per video; .json: the rows and each full result) atomically.
-    """
-    if out is not None:
-        _check_out(Path(out))
-    rows, full = [], []
-    for path in tqdm(videos, desc="judging", unit="video", dynamic_ncols=True):
-        try:
-            result = analyzer.analyze(path).result
-            rows.append(video_row(path, result))
-            full.append({"path": str(path), "result": result})
-        except VideoError as exc:
-            rows.append(video_row(path, None, str(exc)))
-            full.append({"path": str(path), "error": str(exc)})
-    if out is not None:
-        write_rows(Path(out), rows, full)
-    return rows
-
-
-def write_rows(out: Path, rows: list[dict[str, Any]], full: list[dict[str, Any]]) -> None:
-    """Write the per-video table as CSV, or rows plus full results as JSON (by suffix)."""
-    suffix = _check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        if suffix == ".csv":
-            writer = csv.DictWriter(fh, fieldnames=list(ROW_FIELDS))
-            writer.writeheader()
-            writer.writerows(rows)
-        else:
-            json.dump({"videos": rows, "results": full}, fh, indent=2)
-    os.replace(tmp, out)
-
-
-def _check_out(out: Path) -> str:
-    suffix = out.suffix.lower()
-    if suffix not in (".csv", ".json"):
-        raise PipelineError(f"--out must end in .csv or .json, not {out.name}")
-    return suffix

@@ -8,12 +8,15 @@ it can be wrong or zero, so the true count is what was actually read.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+
+from .containers import container_of, refusal
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ class VideoInfo:
     width: int
     height: int
     frames_read: int = 0
+    capped: bool = False
 
 
 def sample_indices(n_frames: int, every: int | None = None, frames: int | None = None) -> list[int]:
@@ -58,7 +62,9 @@ def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
     """Open a video or raise VideoError with the reason."""
     path = Path(path)
     if not path.is_file():
-        raise VideoError(f"file not found: {path}")
+        raise VideoError(f"file not found: {path.name}")
+    if container_of(path) is None:
+        raise VideoError(refusal())
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
@@ -73,12 +79,26 @@ def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
 
 
 def _read_indices(path: Path, wanted: set[int] | None, every: int | None,
-                  info: VideoInfo) -> Iterator[tuple[int, np.ndarray]]:
-    """One pass over the video; yields RGB frames whose index is wanted (or every Nth)."""
+                  info: VideoInfo, max_frames: int | None = None,
+                  on_grab: Callable[[int], None] | None = None,
+                  ) -> Iterator[tuple[int, np.ndarray]]:
+    """One pass over the video; yields RGB frames whose index is wanted (or every Nth).
+
+    At most ``max_frames`` frames are decoded (``info.capped`` says whether more were left);
+    ``on_grab(index)`` runs before each frame is decoded and may raise to stop the pass.
+    """
     cap, _ = open_video(path)
     index = 0
+    info.capped = False
     try:
-        while cap.grab():
+        while True:
+            if max_frames is not None and index >= max_frames:
+                info.capped = bool(cap.grab())
+                break
+            if on_grab is not None:
+                on_grab(index)
+            if not cap.grab():
+                break
             keep = index in wanted if wanted is not None else index % every == 0
             if keep:
                 ok, bgr = cap.retrieve()
@@ -91,41 +111,50 @@ def _read_indices(path: Path, wanted: set[int] | None, every: int | None,
 
 
 def iter_sampled_frames(path: Path, every: int | None = None, frames: int | None = None,
-                        info: VideoInfo | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                        info: VideoInfo | None = None, max_frames: int | None = None,
+                        on_grab: Callable[[int], None] | None = None,
+                        ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(frame_index, rgb_frame)`` for the sampled frames of a video.
 
     With ``every`` the sampling needs no frame count. With ``frames`` (K evenly spaced)
     the reported count picks the indices; if the video turns out shorter or the count is
     missing, a counting pass finds the true length and the indices are chosen again.
     ``info`` (from :func:`open_video`) receives ``frames_read``. Raises VideoError if
-    nothing can be decoded.
+    nothing can be decoded. ``max_frames`` caps the frames decoded (the video is judged on
+    its first ``max_frames`` frames, whatever its header claims); ``on_grab`` as in
+    :func:`_read_indices`.
     """
+    limit: dict[str, Any] = {"max_frames": max_frames, "on_grab": on_grab}
     if info is None:
         cap, info = open_video(path)
         cap.release()
     if frames is None:
-        yield from _check_decoded(_read_indices(path, None, every or DEFAULT_EVERY, info), info)
+        yield from _check_decoded(
+            _read_indices(path, None, every or DEFAULT_EVERY, info, **limit), info)
         return
-    if info.reported_frames > 0:
-        wanted = sample_indices(info.reported_frames, frames=frames)
+    reported = info.reported_frames
+    if max_frames is not None and reported > max_frames:
+        reported = max_frames
+    if reported > 0:
+        wanted = sample_indices(reported, frames=frames)
         got = []
-        for item in _read_indices(path, set(wanted), None, info):
+        for item in _read_indices(path, set(wanted), None, info, **limit):
             got.append(item)
         if info.frames_read == 0:
             raise VideoError("no frame could be decoded (corrupt or truncated file)")
-        if info.frames_read >= info.reported_frames or len(got) == len(wanted):
+        if info.frames_read >= reported or len(got) == len(wanted):
             yield from got
             return
         log.info("%s: container claims %d frames but %d were read; resampling",
                  path, info.reported_frames, info.frames_read)
     else:
-        for _ in _read_indices(path, set(), None, info):
+        for _ in _read_indices(path, set(), None, info, **limit):
             pass
     true_count = info.frames_read
     if true_count == 0:
         raise VideoError("no frame could be decoded (corrupt or truncated file)")
     wanted = sample_indices(true_count, frames=frames)
-    yield from _read_indices(path, set(wanted), None, info)
+    yield from _read_indices(path, set(wanted), None, info, **limit)
 
 
 def _check_decoded(it: Iterator[tuple[int, np.ndarray]],

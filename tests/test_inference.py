@@ -203,38 +203,3 @@ def test_predict_refuses_missing_input_and_bad_output(tmp_path, fake_model, medi
     with pytest.raises(PipelineError, match=r"\.csv or \.json"):
         app.main(["predict", str(media["face"]), "--model", str(fake_model),
                          "--out", str(tmp_path / "x.txt")])
-
-
-def test_frames_decoded_ahead_arrive_in_order_and_errors_reach_the_caller():
-    from dfpipe.inference import _prefetch
-
-    def frames(n, fail=False):
-        for i in range(n):
-            yield i, np.full((2, 2, 3), i, np.uint8)
-        if fail:
-            raise VideoError("decoder gave up")
-
-    timing = {"decode_s": 0.0}
-    assert [i for i, _ in _prefetch(frames(10), 2, timing)] == list(range(10))
-    assert timing["decode_s"] > 0 and "decode_wait_s" in timing
-    got = []
-    with pytest.raises(VideoError, match="decoder gave up"):
-        for i, _ in _prefetch(frames(3, fail=True), 2, {"decode_s": 0.0}):
-            got.append(i)
-    assert got == [0, 1, 2]
-
-    closed = []
-
-    def endless():
-        try:
-            i = 0
-            while True:
-                yield i, None
-                i += 1
-        finally:
-            closed.append(True)
-
-    stream = _prefetch(endless(), 2, {"decode_s": 0.0})
-    assert next(stream)[0] == 0
-    stream.close()  # the caller stops early: the decoder thread stops too
-    assert closed == [True]

@@ -1,0 +1,42 @@
+"""Frames for one analysis: decoded ahead in order, and within the per-video limits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dfpipe.framefeed import prefetch
+from dfpipe.video import VideoError
+
+
+def test_frames_decoded_ahead_arrive_in_order_and_errors_reach_the_caller():
+    def frames(n, fail=False):
+        for i in range(n):
+            yield i, np.full((2, 2, 3), i, np.uint8)
+        if fail:
+            raise VideoError("decoder gave up")
+
+    timing = {"decode_s": 0.0}
+    assert [i for i, _ in prefetch(frames(10), 2, timing)] == list(range(10))
+    assert timing["decode_s"] > 0 and "decode_wait_s" in timing
+    got = []
+    with pytest.raises(VideoError, match="decoder gave up"):
+        for i, _ in prefetch(frames(3, fail=True), 2, {"decode_s": 0.0}):
+            got.append(i)
+    assert got == [0, 1, 2]
+
+    closed = []
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i, None
+                i += 1
+        finally:
+            closed.append(True)
+
+    stream = prefetch(endless(), 2, {"decode_s": 0.0})
+    assert next(stream)[0] == 0
+    stream.close()  # the caller stops early: the decoder thread stops too
+    assert closed == [True]
