@@ -6,7 +6,11 @@
 Both run the same inference as evaluate: frames sampled, faces found and cropped as preprocess
 did (settings from the model's metadata), crops scored in batches, frame scores combined per
 video, and the model's own threshold. The server is waitress (a production WSGI server), with
-a bounded job queue, results kept in SQLite under --instance, and uploads deleted once read.
+a bounded job queue, results kept in SQLite under --instance (one server per folder, old jobs
+deleted by --keep-jobs/--keep-days), and uploads deleted once read. Each upload's work is
+bounded by what is decoded (--max-frames, --max-faces, --max-frame-pixels, --job-timeout);
+only MP4/MOV, Matroska/WebM, AVI and MPEG-TS containers reach the decoder; only the page
+served here (or a client that is not a browser) may post, on the host names in --allowed-host.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from dfpipe import scoring
 from dfpipe.errors import PipelineError, run_cli
 from dfpipe.faces import DETECTORS
+from dfpipe.framefeed import DEFAULT_MAX_PIXELS, Limits
 from dfpipe.web.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_THREADS, WebConfig
 
 COMMANDS = ("serve", "predict")
@@ -43,6 +48,13 @@ def _analysis_options(p: argparse.ArgumentParser) -> None:
                    help="score N evenly spaced frames instead of every Nth")
     p.add_argument("--batch-size", type=int, default=scoring.DEFAULT_BATCH_SIZE,
                    help="crops per model call")
+    defaults = WebConfig()
+    p.add_argument("--max-frames", type=int, default=defaults.max_frames,
+                   help="frames decoded per video, whatever its header claims; a longer video "
+                        "is judged on its first N frames and the result says so")
+    p.add_argument("--max-faces", type=int, default=defaults.max_faces,
+                   help="face crops scored per video; beyond that the video is judged on the "
+                        "first N crops and the result says so")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,17 +72,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="interface to listen on (0.0.0.0 exposes the server to the network)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port")
     serve.add_argument("--instance", type=Path, default=defaults.instance,
-                       help="folder for the SQLite store, face images and transient uploads")
+                       help="folder for the SQLite store, face images and transient uploads; "
+                            "one server per folder (a second one is refused)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="another host name clients may use in the Host header (repeat for "
+                            "several); the bound address and localhost are always allowed, "
+                            "other names get 400 (DNS rebinding)")
     serve.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_mb,
-                       help="largest upload accepted (larger: 413)")
+                       help="largest upload accepted, enforced while the body is read (larger: "
+                            "413, before it is stored)")
     serve.add_argument("--max-duration", type=float, default=defaults.max_duration_s,
-                       help="longest video accepted, in seconds (longer: 422)")
+                       help="longest video accepted by its header, in seconds (longer: 422); "
+                            "headers can lie, so --max-frames bounds what is decoded")
     serve.add_argument("--max-frame-pixels", type=int, default=defaults.max_frame_pixels,
-                       help="largest frame accepted, in pixels (default: 8K UHD; larger: 422)")
+                       help="largest frame accepted, in pixels, checked on the first frame "
+                            "(422) and on every frame decoded (the job fails); 33177600 is 8K UHD")
+    serve.add_argument("--job-timeout", type=float, default=defaults.job_timeout_s,
+                       help="wall-clock seconds one analysis may take; beyond that the job "
+                            "fails with a message")
+    serve.add_argument("--keep-jobs", type=int, default=defaults.keep_jobs,
+                       help="finished jobs kept (results and images); older ones are deleted "
+                            "at start and after each job")
+    serve.add_argument("--keep-days", type=float, default=defaults.keep_days,
+                       help="days a finished job is kept, at most")
     serve.add_argument("--workers", type=int, default=defaults.workers,
                        help="videos analysed at the same time")
     serve.add_argument("--queue-size", type=int, default=defaults.queue_size,
-                       help="videos allowed to wait; beyond that the API answers 503")
+                       help="videos allowed to wait; beyond that the API answers 503 before "
+                            "the upload is stored")
     serve.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                        help="waitress threads answering HTTP requests")
     serve.add_argument("--no-gradcam", action="store_true",
@@ -88,6 +117,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _limits(args: argparse.Namespace) -> Limits:
+    try:
+        return Limits(args.max_frames, args.max_faces, DEFAULT_MAX_PIXELS)
+    except ValueError as exc:
+        raise PipelineError(f"--{str(exc).replace('_', '-')}") from None
+
+
 def _analyzer(args: argparse.Namespace):
     from dfpipe.inference import Analyzer
 
@@ -100,34 +136,43 @@ def serve(args: argparse.Namespace) -> int:
     import waitress
 
     from dfpipe.web import create_app
+    from dfpipe.web.app import server_options
+    from dfpipe.web.instancelock import InstanceLock
 
     try:
         config = WebConfig.from_mapping({
             "model": args.model, "instance": args.instance, "max_upload_mb": args.max_upload_mb,
             "max_duration_s": args.max_duration, "max_frame_pixels": args.max_frame_pixels,
+            "max_frames": args.max_frames, "max_faces": args.max_faces,
+            "job_timeout_s": args.job_timeout, "keep_jobs": args.keep_jobs,
+            "keep_days": args.keep_days, "host": args.host,
+            "allowed_hosts": args.allowed_host,
             "workers": args.workers, "queue_size": args.queue_size,
             "gradcam": not args.no_gradcam,
             "api_token": args.token or os.environ.get(TOKEN_ENV) or None})
     except ValueError as exc:
         raise PipelineError(str(exc)) from None
+    InstanceLock(config.instance.resolve()).release()  # refuse before loading the model
     app = create_app(config, _analyzer(args))
     model = app.extensions["dfpipe"].analyzer.describe()
     print(f"model {model['name']} ({model['backbone']}), threshold {model['threshold']:.4f}, "
           f"faces by {model['detector']}; {model['crop_source']}")
     print(f"serving on http://{args.host}:{args.port}/ (results in {args.instance}; "
           f"API token {'required' if config.api_token else 'off'}); Ctrl+C stops")
-    # waitress refuses a body over its own limit with a plain-text 413 before the app sees it;
-    # with twice the app's limit, an oversized upload normally gets the app's JSON 413 instead.
-    waitress.serve(app, host=args.host, port=args.port, threads=args.threads,
-                   max_request_body_size=2 * config.max_upload_bytes + 16 * 1024 * 1024)
+    try:
+        waitress.serve(app, host=args.host, port=args.port, threads=args.threads,
+                       **server_options(config))
+    finally:
+        app.extensions["dfpipe"].shutdown()
     return 0
 
 
 def predict(args: argparse.Namespace) -> int:
-    from dfpipe.inference import find_videos, predict_videos
+    from dfpipe.batchpredict import find_videos, predict_videos
 
     videos = find_videos(args.inputs)
-    rows = predict_videos(_analyzer(args), videos, args.out)
+    limits = _limits(args)
+    rows = predict_videos(_analyzer(args), videos, args.out, limits)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1

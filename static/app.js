@@ -95,6 +95,12 @@
   }
 
   function uploadFile(file, card, attempt) {
+    const maxMb = Number($("#jobs").dataset.maxMb || 0);
+    if (maxMb && file.size > maxMb * 1024 * 1024) {
+      fail(card, `the file is larger than the ${maxMb} MB limit: send a shorter or more ` +
+        "compressed video");
+      return;
+    }
     const form = new FormData();
     form.append("video", file, file.name);
     const xhr = new XMLHttpRequest();
@@ -123,7 +129,9 @@
         setTimeout(() => uploadFile(file, card, attempt + 1), wait * 1000);
       } else {
         if (xhr.status === 401) needToken();
-        fail(card, body.error || `upload refused (HTTP ${xhr.status})`);
+        fail(card, body.error || (xhr.status === 413 ?
+          "the file is larger than the server's upload limit" :
+          `upload refused (HTTP ${xhr.status})`));
       }
     };
     setStatus(card, "uploading");
@@ -159,13 +167,24 @@
       p.stage === "queued" ? "waiting for a worker" : "";
     setStage(card, p.stage, p.fraction, what);
     setStatus(card, job.status === "done" ? "done" : job.status);
-    if (job.result && !card.dataset.shown) {
-      card.dataset.shown = "1";
-      showResult(card, job);
+    // polls carry status, progress and the verdict; the per-frame result has its own URL
+    if (job.verdict && !card.dataset.shown) {
+      const r = await api(job.result_url);
+      if (r.ok && r.body && r.body.result) {
+        card.dataset.shown = "1";
+        job.result = r.body.result;
+        showResult(card, job);
+      }
     }
     if (job.status === "done") {
       setStage(card, "done", 1, `judged in ${fmt(job.upload_to_verdict_s, 1)} s after upload`);
-      if (job.result) refreshHeatmaps(card, job);
+      if (card.dataset.shown) {
+        const r = await api(job.result_url);
+        if (r.ok && r.body && r.body.result) {
+          job.result = r.body.result;
+          refreshHeatmaps(card, job);
+        }
+      }
       return;
     }
     setTimeout(() => poll(card, jobId, count + 1), POLL_MS);

@@ -12,7 +12,9 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import PipelineError
 from ..inference import Analyzer
+from . import guard, retention
 from .config import WebConfig
+from .instancelock import InstanceLock
 from .jobs import JobPool, JobRunner
 from .routes import JobIdConverter, bp
 from .store import JobStore
@@ -41,19 +43,24 @@ class Service:
     runner: JobRunner
     pool: JobPool
     uploads: Path
+    lock: InstanceLock
 
     def shutdown(self) -> None:
-        """Stop the workers after their current job (tests, and a clean exit)."""
+        """Stop the workers after their current job (tests, and a clean exit), then let
+        another server use the instance folder."""
         self.pool.shutdown()
         self.runner.shutdown()
+        self.lock.release()
 
 
 def create_app(config: WebConfig | dict[str, Any] | None = None,
                analyzer: Analyzer | None = None) -> Flask:
     """Build the app; the model is loaded here once (or ``analyzer`` is reused as given).
 
-    Jobs left unfinished by a previous process are closed with a message, and uploads it
-    left behind are deleted; finished results are served from the SQLite store as before.
+    Only one server may use an instance folder (a second one is refused). Jobs left
+    unfinished by a previous process are closed with a message, and the uploads and partial
+    images it left behind are deleted; finished results are served from the SQLite store as
+    before, within the retention limits.
     """
     cfg = config if isinstance(config, WebConfig) else WebConfig.from_mapping(config)
     if analyzer is None:
@@ -61,25 +68,20 @@ def create_app(config: WebConfig | dict[str, Any] | None = None,
             raise PipelineError("no model given: pass --model models/xception_best.h5")
         analyzer = Analyzer.load(cfg.model)
     instance = cfg.instance.resolve()
-    uploads = instance / "uploads"
-    uploads.mkdir(parents=True, exist_ok=True)
-    for leftover in uploads.glob("*.upload"):
-        leftover.unlink(missing_ok=True)
-    store = JobStore(instance / "jobs.sqlite3")
-    closed = store.close_unfinished()
-    if closed:
-        log.info("closed %d job(s) left unfinished by a previous run", closed)
-    runner = JobRunner(analyzer, store, instance / "jobs", cfg.gradcam, cfg.gradcam_batch)
-    pool = JobPool(runner, cfg.workers, cfg.queue_size,
-                   analyzer.warm_up if cfg.warm_up else None)
-    runner.busy = pool.busy
+    lock = InstanceLock(instance)
+    try:
+        store, runner, pool, uploads = _start(cfg, analyzer, instance)
+    except BaseException:
+        lock.release()
+        raise
 
     app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=str(STATIC),
                 instance_path=str(instance))
-    app.config.update(MAX_CONTENT_LENGTH=cfg.max_upload_bytes, DEBUG=False,
+    app.config.update(MAX_CONTENT_LENGTH=cfg.max_form_bytes, DEBUG=False,
                       PROPAGATE_EXCEPTIONS=False)
     app.url_map.converters["jobid"] = JobIdConverter
-    app.extensions["dfpipe"] = Service(cfg, analyzer, store, runner, pool, uploads)
+    app.extensions["dfpipe"] = Service(cfg, analyzer, store, runner, pool, uploads, lock)
+    guard.install(app, cfg.host, cfg.allowed_hosts)
     app.register_blueprint(bp)
     _register_errors(app, cfg)
 
@@ -90,6 +92,34 @@ def create_app(config: WebConfig | dict[str, Any] | None = None,
         return response
 
     return app
+
+
+def _start(cfg: WebConfig, analyzer: Analyzer,
+           instance: Path) -> tuple[JobStore, JobRunner, JobPool, Path]:
+    """Clean up after a previous process, apply retention, start the workers."""
+    uploads = instance / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    for leftover in uploads.glob("*.upload"):
+        leftover.unlink(missing_ok=True)
+    store = JobStore(instance / "jobs.sqlite3")
+    closed = store.close_unfinished()
+    if closed:
+        log.info("closed %d job(s) left unfinished by a previous run", closed)
+    artifacts = instance / "jobs"
+    retention.sweep_orphans(store, artifacts)
+    retention.enforce(store, artifacts, cfg.keep_jobs, cfg.keep_days)
+    runner = JobRunner(analyzer, store, artifacts, cfg.gradcam, cfg.gradcam_batch, cfg.limits)
+    runner.after_job = lambda: retention.enforce(store, artifacts, cfg.keep_jobs,
+                                                 cfg.keep_days)
+    pool = JobPool(runner, cfg.workers, cfg.queue_size,
+                   analyzer.warm_up if cfg.warm_up else None)
+    runner.busy = pool.busy
+    return store, runner, pool, uploads
+
+
+def server_options(cfg: WebConfig) -> dict[str, Any]:
+    """waitress settings that go with the app: its body limit follows ``max_upload_mb``."""
+    return {"max_request_body_size": cfg.max_body_bytes}
 
 
 def _register_errors(app: Flask, cfg: WebConfig) -> None:

@@ -6,9 +6,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..framefeed import DEFAULT_MAX_FACES, DEFAULT_MAX_FRAMES, Limits
+from .retention import DEFAULT_KEEP_DAYS, DEFAULT_KEEP_JOBS
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEFAULT_THREADS = 8
+FORM_SLACK = 64 * 1024
+SERVER_SLACK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,13 @@ class WebConfig:
     announcing a longer running time, so one upload cannot hold the worker for an hour.
     ``warm_up`` builds each worker's face detector and traces the model at start-up, so the
     first upload is not charged for it.
+
+    The header can lie, so the work per upload is also bounded by what is decoded:
+    ``max_frames`` frames at most (the rest is not read, the result says so), ``max_faces``
+    crops scored, every decoded frame checked against ``max_frame_pixels``, and
+    ``job_timeout_s`` of wall clock per analysis. ``host`` (the address served) and
+    ``allowed_hosts`` are the names requests may carry in ``Host``. ``keep_jobs`` and
+    ``keep_days`` bound how many finished jobs, and for how long, are kept.
     """
 
     model: Path | None = None
@@ -35,6 +47,13 @@ class WebConfig:
     warm_up: bool = True
     gradcam_batch: int = 8
     history_limit: int = 200
+    max_frames: int = DEFAULT_MAX_FRAMES
+    max_faces: int = DEFAULT_MAX_FACES
+    job_timeout_s: float = 600.0
+    host: str = DEFAULT_HOST
+    allowed_hosts: tuple[str, ...] = ()
+    keep_jobs: int = DEFAULT_KEEP_JOBS
+    keep_days: float = DEFAULT_KEEP_DAYS
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any] | None) -> WebConfig:
@@ -48,13 +67,36 @@ class WebConfig:
             data["instance"] = Path(data["instance"])
         if data.get("model") is not None:
             data["model"] = Path(data["model"])
+        if "allowed_hosts" in data:
+            data["allowed_hosts"] = tuple(data["allowed_hosts"] or ())
         cfg = cls(**data)
         if cfg.workers < 1 or cfg.queue_size < 1:
             raise ValueError("workers and queue_size must be at least 1")
-        if cfg.max_upload_mb <= 0 or cfg.max_frame_pixels <= 0 or cfg.max_duration_s <= 0:
-            raise ValueError("max_upload_mb, max_frame_pixels and max_duration_s must be > 0")
+        positive = ("max_upload_mb", "max_frame_pixels", "max_duration_s", "max_frames",
+                    "max_faces", "job_timeout_s", "keep_jobs", "keep_days")
+        bad = [name for name in positive if getattr(cfg, name) <= 0]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} must be > 0")
         return cfg
+
+    @property
+    def limits(self) -> Limits:
+        """The per-video limits of one analysis."""
+        return Limits(self.max_frames, self.max_faces, self.max_frame_pixels,
+                      self.job_timeout_s)
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_form_bytes(self) -> int:
+        """The request body the app reads: the file plus room for the multipart framing."""
+        return self.max_upload_bytes + FORM_SLACK
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The body the WSGI server accepts before the app sees it. A little above the app's
+        limit, so most oversized uploads get the app's JSON 413; a body declared larger is
+        refused by the server before a byte of it is read."""
+        return self.max_upload_bytes + SERVER_SLACK

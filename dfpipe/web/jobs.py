@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PipelineError
+from ..framefeed import Limits
 from ..images import read_rgb
 from ..inference import Analyzer
 from ..video import VideoError
+from .redact import names_only
 from .store import JobStore
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,10 @@ class JobPool:
             self._queue.put_nowait((job_id, upload))
         except queue.Full:
             raise QueueFull from None
+
+    def full(self) -> bool:
+        """Whether a new job would be refused now (checked before an upload is read)."""
+        return self._queue.full()
 
     def busy(self) -> bool:
         """Whether any analysis is running or waiting."""
@@ -100,8 +106,11 @@ class JobRunner:
     """Runs one job: analysis, artifacts on disk, verdict and heatmaps into the store."""
 
     def __init__(self, analyzer: Analyzer, store: JobStore, artifacts: Path,
-                 gradcam: bool = True, gradcam_batch: int = 8) -> None:
+                 gradcam: bool = True, gradcam_batch: int = 8,
+                 limits: Limits | None = None) -> None:
         self.analyzer = analyzer
+        self.limits = limits or Limits()
+        self.after_job: Callable[[], None] = lambda: None
         self.store = store
         self.artifacts = Path(artifacts)
         self.gradcam = gradcam
@@ -125,6 +134,18 @@ class JobRunner:
         return self.artifacts / job_id
 
     def __call__(self, job_id: str, upload: Path) -> None:
+        try:
+            self._run(job_id, upload)
+        finally:
+            self._after()
+
+    def _after(self) -> None:
+        try:
+            self.after_job()
+        except Exception:  # noqa: BLE001 - housekeeping never fails a job
+            log.exception("after-job housekeeping failed")
+
+    def _run(self, job_id: str, upload: Path) -> None:
         store = self.store
         job = store.get(job_id)
         if job is None:
@@ -147,7 +168,8 @@ class JobRunner:
 
         try:
             try:
-                result = self.analyzer.analyze(Path(upload), progress, save_crop).result
+                result = self.analyzer.analyze(Path(upload), progress, save_crop,
+                                               limits=self.limits).result
             finally:
                 Path(upload).unlink(missing_ok=True)
         except (VideoError, PipelineError) as exc:
@@ -175,7 +197,7 @@ class JobRunner:
             self._heat_queue.put(job_id)
 
     def _fail(self, job_id: str, message: str) -> None:
-        self.store.update(job_id, status="error", stage="error", message=message,
+        self.store.update(job_id, status="error", stage="error", message=names_only(message),
                           finished=time.time())
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
@@ -195,6 +217,7 @@ class JobRunner:
             except Exception:  # noqa: BLE001 - the thread must survive any job
                 log.exception("job %s: heatmaps failed", job_id)
                 self.store.update(job_id, status="done", stage="done", finished=time.time())
+            self._after()
 
     def _heatmaps(self, job_id: str, folder: Path, result: dict[str, Any]) -> dict[str, Any]:
         """Grad-CAM overlays for every face, in batches; a failure keeps the verdict."""

@@ -1,8 +1,10 @@
 """The page and the JSON API, one blueprint.
 
-API: POST /api/analyze (202 + job id), GET /api/jobs[/<id>[.csv|.json]], DELETE /api/jobs/<id>,
-face crops and heatmaps under /api/jobs/<id>/faces/, GET /api/health, GET /api/model.
-Every API answer is JSON, errors included; a token, when configured, guards the API.
+API: POST /api/analyze (202 + job id), GET /api/jobs[/<id>[.csv|.json]], GET
+/api/jobs/<id>/result, DELETE /api/jobs/<id>, face crops and heatmaps under
+/api/jobs/<id>/faces/, GET /api/health, GET /api/model. Every API answer is JSON, errors
+included; a token, when configured, guards the API. Polling a job returns its status,
+progress and verdict only; the per-frame result has its own URL.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ from werkzeug.routing import BaseConverter
 
 from .export import job_csv
 from .jobs import QueueFull
+from .redact import scrub
 from .uploads import UploadError, check_video, display_name, new_id
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("dfpipe", __name__)
 FIELD = "video"
+CHUNK = 1024 * 1024
+NO_STORE = "private, no-store"
 
 
 class JobIdConverter(BaseConverter):
@@ -92,6 +97,8 @@ def history() -> str:
 @require_token
 def analyze() -> Any:
     svc = service()
+    if svc.pool.full():  # before the body is parsed, saved or decoded
+        return _busy()
     files = request.files.getlist(FIELD)
     if not files:
         return api_error(400, f"no file: send the video as multipart/form-data field '{FIELD}'")
@@ -100,7 +107,9 @@ def analyze() -> Any:
     upload = files[0]
     job_id = new_id()
     path = svc.uploads / f"{job_id}.upload"
-    upload.save(path)
+    if not _save_within(upload.stream, path, svc.config.max_upload_bytes):
+        path.unlink(missing_ok=True)
+        return _too_large()
     try:
         check_video(path, svc.config.max_frame_pixels, svc.config.max_duration_s)
     except UploadError as exc:
@@ -117,14 +126,37 @@ def analyze() -> Any:
     except QueueFull:
         svc.store.delete(job_id)
         path.unlink(missing_ok=True)
-        retry = svc.config.retry_after_s
-        response, status = api_error(
-            503, f"the server is busy ({svc.pool.workers} running, {svc.pool.capacity} "
-                 f"waiting): try again in {retry} s", retry_after_s=retry)
-        response.headers["Retry-After"] = str(retry)
-        return response, status
+        return _busy()
     body = {"job_id": job_id, "status": "queued", **_links(job_id)}
     return jsonify(body), 202, {"Location": body["status_url"]}
+
+
+def _busy() -> tuple[Response, int]:
+    svc = service()
+    retry = svc.config.retry_after_s
+    response, status = api_error(
+        503, f"the server is busy ({svc.pool.workers} running, {svc.pool.capacity} "
+             f"waiting): try again in {retry} s", retry_after_s=retry)
+    response.headers["Retry-After"] = str(retry)
+    return response, status
+
+
+def _too_large() -> tuple[Response, int]:
+    mb = service().config.max_upload_mb
+    return api_error(413, f"the file is larger than the {mb:g} MB limit: send a shorter or "
+                          "more compressed video", max_upload_mb=mb)
+
+
+def _save_within(stream: Any, path: Any, limit: int) -> bool:
+    """Copy an upload to ``path`` chunk by chunk; False as soon as it passes ``limit`` bytes."""
+    written = 0
+    with open(path, "wb") as out:
+        while chunk := stream.read(CHUNK):
+            written += len(chunk)
+            if written > limit:
+                return False
+            out.write(chunk)
+    return True
 
 
 @bp.get("/api/jobs")
@@ -141,7 +173,18 @@ def get_job(job_id: str) -> Any:
     job = _job_or_none(job_id)
     if job is None:
         return api_error(404, f"no job {job_id}")
-    return jsonify(_job_json(job, with_result=True))
+    return jsonify(_job_json(job))
+
+
+@bp.get("/api/jobs/<jobid:job_id>/result")
+@require_token
+def job_result(job_id: str) -> Any:
+    job = _job_or_none(job_id)
+    if job is None:
+        return api_error(404, f"no job {job_id}")
+    if job["result"] is None:
+        return api_error(409, f"job {job_id} has no result yet (status {job['status']})")
+    return jsonify({"id": job_id, "status": job["status"], "result": _result_json(job)})
 
 
 @bp.get("/api/jobs/<jobid:job_id>.json")
@@ -205,11 +248,14 @@ def health() -> Any:
 def model_info() -> Any:
     svc = service()
     cfg = svc.config
-    return jsonify({**svc.analyzer.describe(), "gradcam": cfg.gradcam,
+    return jsonify({**scrub(svc.analyzer.describe()), "gradcam": cfg.gradcam,
                     "limits": {"max_upload_mb": cfg.max_upload_mb,
                                "max_frame_pixels": cfg.max_frame_pixels,
                                "max_duration_s": cfg.max_duration_s,
-                               "workers": cfg.workers, "queue_size": cfg.queue_size}})
+                               "max_frames": cfg.max_frames, "max_faces": cfg.max_faces,
+                               "job_timeout_s": cfg.job_timeout_s,
+                               "workers": cfg.workers, "queue_size": cfg.queue_size,
+                               "keep_jobs": cfg.keep_jobs, "keep_days": cfg.keep_days}})
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -222,13 +268,17 @@ def _artifact(job_id: str, name: str) -> Any:
     path = service().runner.job_dir(job_id) / name
     if not path.is_file():
         return api_error(404, f"no such image for job {job_id}")
-    return send_file(path, mimetype="image/jpeg", max_age=3600)
+    response = send_file(path, mimetype="image/jpeg", max_age=0, etag=False,
+                         last_modified=None, conditional=False)
+    response.headers["Cache-Control"] = NO_STORE
+    return response
 
 
 def _links(job_id: str) -> dict[str, str]:
     return {"status_url": url_for("dfpipe.get_job", job_id=job_id),
             "csv_url": url_for("dfpipe.job_csv_file", job_id=job_id),
             "json_url": url_for("dfpipe.job_json_file", job_id=job_id),
+            "result_url": url_for("dfpipe.job_result", job_id=job_id),
             "page_url": url_for("dfpipe.job_page", job_id=job_id)}
 
 
@@ -254,13 +304,18 @@ def _job_json(job: dict[str, Any], with_result: bool = False) -> dict[str, Any]:
                                   if job["verdict_at"] else None)
     out.update(_links(job["id"]))
     if with_result:
-        result = job.get("result")
-        if result is not None:
-            for face in result.get("faces", []):
-                face["crop_url"] = url_for("dfpipe.face_image", job_id=job["id"],
-                                           index=face["index"])
-                face["heatmap_url"] = (url_for("dfpipe.heatmap_image", job_id=job["id"],
-                                               index=face["index"])
-                                       if face.get("heatmap") else None)
-        out["result"] = result
+        out["result"] = _result_json(job)
     return out
+
+
+def _result_json(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored result with the URL of each face's crop and heatmap."""
+    result = job.get("result")
+    if result is not None:
+        for face in result.get("faces", []):
+            face["crop_url"] = url_for("dfpipe.face_image", job_id=job["id"],
+                                       index=face["index"])
+            face["heatmap_url"] = (url_for("dfpipe.heatmap_image", job_id=job["id"],
+                                           index=face["index"])
+                                   if face.get("heatmap") else None)
+    return result

@@ -91,6 +91,21 @@ class JobStore:
         with self._lock, closing(self._connect()) as db, db:
             return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
 
+    def expired(self, keep: int, before: float) -> list[str]:
+        """Finished jobs beyond the newest ``keep``, or created before ``before``."""
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                "SELECT id FROM jobs WHERE status NOT IN (?, ?) AND (created < ? OR id NOT IN "
+                "(SELECT id FROM jobs WHERE status NOT IN (?, ?) ORDER BY created DESC "
+                "LIMIT ?))", (*UNFINISHED, before, *UNFINISHED, max(0, int(keep)))).fetchall()
+        return [r["id"] for r in rows]
+
+    def with_files(self) -> set[str]:
+        """Ids of the jobs that may own a folder of images (all but failed ones)."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT id FROM jobs WHERE status != 'error'").fetchall()
+        return {r["id"] for r in rows}
+
     def close_unfinished(self) -> int:
         """After a restart: jobs left queued or running can never finish; say so in each.
 

@@ -1,8 +1,10 @@
 """Uploads: stored under a random name, checked to really be a video before any work is queued.
 
 The extension a client gives means nothing: FFmpeg would happily open a JPEG as a one-frame
-"video", so images are recognised (by Pillow) and refused; anything else must open as a
-video and yield a first frame. Frame size and running time are checked from the container
+"video", or a text file listing other files as a concatenation of them. So images are
+recognised (by Pillow) and refused, the container must be one of an allow-list recognised
+from the leading bytes (:mod:`dfpipe.containers`), and it must open as a video and yield a
+first frame. Frame size and running time are checked from the container
 before any full-size frame is decoded.
 """
 
@@ -14,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..containers import container_of, refusal
 from ..video import VideoError, open_video
 
 MAX_NAME = 200
@@ -73,6 +76,8 @@ def check_video(path: Path, max_pixels: int, max_duration_s: float) -> VideoChec
     if fmt is not None:
         raise UploadError(415, f"this is a {fmt} image, not a video: upload a video file "
                                "(mp4, avi, mov, mkv, webm)")
+    if container_of(path) is None:
+        raise UploadError(415, f"{refusal()}: upload a video file")
     try:
         cap, info = open_video(path)
     except VideoError:
