@@ -44,6 +44,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--retry-errors", action="store_true",
                    help="when resuming, redo videos whose record says error")
     p.add_argument("--limit", type=int, default=None, help="process only the first N videos")
+    p.add_argument("--max-frames", type=int, default=None,
+                   help="decode at most N frames per video (a longer one is cut there and its "
+                        "record says so); None: no cap. Only MP4/MOV, Matroska/WebM, AVI and "
+                        "MPEG-TS files are opened; any other file is recorded as an error")
     return p.parse_args()
 
 
@@ -55,7 +59,8 @@ def main() -> int:
                         min_confidence=args.min_confidence, faces=args.faces)
     summary = run(args.input, args.output, settings, workers=args.workers,
                   shard=parse_shard(args.shard), overwrite=args.overwrite,
-                  retry_errors=args.retry_errors, labels_csv=args.labels, limit=args.limit)
+                  retry_errors=args.retry_errors, labels_csv=args.labels, limit=args.limit,
+                  max_frames=args.max_frames)
     done = sum(summary.statuses.values())
     rate = summary.frames_sampled / summary.seconds if summary.seconds else 0.0
     print(f"videos: {summary.total} in share, {summary.skipped} already done, {done} processed "

@@ -154,8 +154,12 @@ def in_shard(job: VideoJob, shard: tuple[int, int] | None) -> bool:
 # -- one video -----------------------------------------------------------------------------
 
 def process_video(job: VideoJob, settings: Settings, detector: facelib.Detector,
-                  out_root: Path) -> dict[str, Any]:
-    """Sample, detect, crop and save one video; always returns a manifest record."""
+                  out_root: Path, max_frames: int | None = None) -> dict[str, Any]:
+    """Sample, detect, crop and save one video; always returns a manifest record.
+
+    At most ``max_frames`` frames are decoded (None: all); a video cut short says so in its
+    record's message.
+    """
     start = time.perf_counter()
     final_dir = out_root / job.label / job.video_id
     tmp_dir = out_root / job.label / f".tmp-{job.video_id}"
@@ -170,7 +174,7 @@ def process_video(job: VideoJob, settings: Settings, detector: facelib.Detector,
         cap.release()
         record["fps"] = round(info.fps, 3)
         tmp_dir.mkdir(parents=True)
-        crops = _extract(job, settings, detector, info, tmp_dir, record)
+        crops = _extract(job, settings, detector, info, tmp_dir, record, max_frames)
         record["frames_read"] = info.frames_read
         record["crops"] = crops
         record["faces_saved"] = len(crops)
@@ -180,6 +184,9 @@ def process_video(job: VideoJob, settings: Settings, detector: facelib.Detector,
             record.update(status="no_face",
                           message=f"no face with confidence >= {settings.min_confidence} in "
                                   f"{record['frames_sampled']} sampled frames")
+        if info.capped:
+            record["message"] = (f"{record['message']}; " if record["message"] else "") + (
+                f"stopped after --max-frames {max_frames} frames")
         if final_dir.exists():
             shutil.rmtree(final_dir)
         if crops:
@@ -197,7 +204,8 @@ def process_video(job: VideoJob, settings: Settings, detector: facelib.Detector,
 
 
 def _extract(job: VideoJob, settings: Settings, detector: facelib.Detector, info: VideoInfo,
-             tmp_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+             tmp_dir: Path, record: dict[str, Any],
+             max_frames: int | None = None) -> list[dict[str, Any]]:
     batch_size = facelib.DETECTORS[settings.detector].batch_size
     crops: list[dict[str, Any]] = []
     batch: list[tuple[int, Any]] = []
@@ -218,7 +226,7 @@ def _extract(job: VideoJob, settings: Settings, detector: facelib.Detector, info
         batch.clear()
 
     for index, frame in iter_sampled_frames(Path(job.source), settings.every, settings.frames,
-                                            info):
+                                            info, max_frames):
         record["frames_sampled"] += 1
         batch.append((index, frame))
         if len(batch) >= batch_size:
@@ -233,7 +241,8 @@ def _extract(job: VideoJob, settings: Settings, detector: facelib.Detector, info
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(settings: Settings, out_root: str, threads: int) -> None:
+def _init_worker(settings: Settings, out_root: str, threads: int,
+                 max_frames: int | None = None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -243,10 +252,12 @@ def _init_worker(settings: Settings, out_root: str, threads: int) -> None:
     _WORKER["detector"] = facelib.build_detector(settings.detector, settings.min_confidence)
     _WORKER["settings"] = settings
     _WORKER["out_root"] = Path(out_root)
+    _WORKER["max_frames"] = max_frames
 
 
 def _work(job: VideoJob) -> dict[str, Any]:
-    return process_video(job, _WORKER["settings"], _WORKER["detector"], _WORKER["out_root"])
+    return process_video(job, _WORKER["settings"], _WORKER["detector"], _WORKER["out_root"],
+                         _WORKER.get("max_frames"))
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -269,8 +280,12 @@ def _check_settings(existing: list[dict[str, Any]], settings: Settings) -> None:
 def run(input_root: Path, output_root: Path, settings: Settings, workers: int = 1,
         shard: tuple[int, int] | None = None, overwrite: bool = False,
         retry_errors: bool = False, labels_csv: Path | None = None,
-        limit: int | None = None) -> Summary:
-    """Process every (not yet finished) video of this shard; returns the run's summary."""
+        limit: int | None = None, max_frames: int | None = None) -> Summary:
+    """Process every (not yet finished) video of this shard; returns the run's summary.
+
+    ``max_frames`` caps the frames decoded per video (None: no cap)."""
+    if max_frames is not None and max_frames < 1:
+        raise PipelineError(f"--max-frames must be at least 1, got {max_frames}")
     settings = settings.resolved()
     if settings.faces not in ("largest", "all"):
         raise PipelineError("--faces must be 'largest' or 'all'")
@@ -296,12 +311,13 @@ def run(input_root: Path, output_root: Path, settings: Settings, workers: int = 
     summary = Summary(total=len(jobs), skipped=len(jobs) - len(todo))
     run_info = {"total": len(jobs), "shard": list(shard) if shard else None,
                 "started": time.time(), "finished": None, "detector": settings.detector,
-                "settings": settings.record(), "input": str(Path(input_root).resolve())}
+                "settings": settings.record(), "input": str(Path(input_root).resolve()),
+                "max_frames": max_frames}
     _write_json_atomic(run_file, run_info)
     log.info("%d videos in this share, %d already done, %d to do with %d worker(s)",
              len(jobs), summary.skipped, len(todo), workers)
     start = time.perf_counter()
-    for record in _records(todo, settings, output_root, workers):
+    for record in _records(todo, settings, output_root, workers, max_frames):
         record["finished"] = time.time()
         append_record(manifest, record)
         summary.statuses[record["status"]] += 1
@@ -316,20 +332,22 @@ def run(input_root: Path, output_root: Path, settings: Settings, workers: int = 
     return summary
 
 
-def _records(todo: list[VideoJob], settings: Settings, out_root: Path, workers: int):
+def _records(todo: list[VideoJob], settings: Settings, out_root: Path, workers: int,
+             max_frames: int | None = None):
     bar = tqdm(total=len(todo), unit="video", desc="preprocess", dynamic_ncols=True)
     try:
         if workers <= 1 or len(todo) <= 1:
             detector = facelib.build_detector(settings.detector, settings.min_confidence) \
                 if todo else None
             for job in todo:
-                yield process_video(job, settings, detector, out_root)
+                yield process_video(job, settings, detector, out_root, max_frames)
                 bar.update()
             return
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                                  initializer=_init_worker,
-                                 initargs=(settings, str(out_root), threads)) as pool:
+                                 initargs=(settings, str(out_root), threads,
+                                           max_frames)) as pool:
             futures = {pool.submit(_work, job): job for job in todo}
             for future in as_completed(futures):
                 yield future.result()

@@ -221,6 +221,7 @@ class Analyzer:
         batch: list[tuple[int, np.ndarray]] = []
         det_batch = facelib.DETECTORS[s.detector].batch_size
         max_faces = limits.max_faces
+        capped = {"faces": False}
 
         def classify() -> None:
             t0 = time.perf_counter()
@@ -236,11 +237,12 @@ class Analyzer:
             t1 = time.perf_counter()
             timing["detect_s"] += t1 - t0
             for (index, frame), per_frame in zip(batch, found, strict=True):
-                if max_faces is not None and len(faces) >= max_faces:
-                    break
                 chosen = facelib.select_faces(per_frame, s.faces)
-                if max_faces is not None:
+                if max_faces is not None and len(chosen) > max_faces - len(faces):
                     chosen = chosen[:max_faces - len(faces)]
+                    capped["faces"] = True
+                if capped["faces"] and not chosen:
+                    break
                 frames.append({"frame": index, "time_s": _seconds(index, info.fps),
                                "faces": len(chosen), "score": None})
                 for face_no, face in enumerate(chosen):
@@ -275,10 +277,11 @@ class Analyzer:
                     detect()
                     _report(progress, "frames", len(frames), max(expected, len(frames)))
                     if full():
+                        capped["faces"] = True
                         break
-        faces_capped = full()
-        if batch and not faces_capped:
+        if batch and not capped["faces"]:
             detect()
+        faces_capped = capped["faces"]
         if pending:
             classify()
         deadline.check()

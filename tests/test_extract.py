@@ -213,3 +213,22 @@ def test_shared_clips_with_mtcnn(tmp_path):
         assert rec["frames_read"] > 100
         image = cv2.imread(str(tmp_path / "out" / rec["crops"][0]["file"]))
         assert image.shape == (299, 299, 3) and np.std(image) > 10
+
+
+def test_max_frames_and_non_containers_in_preprocess(tmp_path, centre):
+    data = tmp_path / "data"
+    write_numbered_video(data / "real" / "long.mp4", 40)
+    write_numbered_video(data / "fake" / "clip.mp4", 40)
+    (data / "fake" / "list.mp4").write_text("ffconcat version 1.0\nfile 'clip.mp4'\n")
+    out = tmp_path / "out"
+    summary = run(data, out, Settings(detector="centre", every=5, size=32), max_frames=12)
+    recs = {r["relpath"]: r for r in read_manifests(out)}
+    long = recs["real/long.mp4"]
+    assert long["status"] == "ok" and long["frames_read"] == 12
+    assert [c["frame"] for c in long["crops"]] == [0, 5, 10]
+    assert "--max-frames 12" in long["message"]
+    listing = recs["fake/list.mp4"]
+    assert listing["status"] == "error" and "not a supported container" in listing["message"]
+    assert summary.statuses["error"] == 1
+    with pytest.raises(PipelineError, match="--max-frames"):
+        run(data, tmp_path / "out2", Settings(detector="centre"), max_frames=0)

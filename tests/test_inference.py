@@ -179,6 +179,7 @@ def test_predict_command_writes_one_row_per_video(tmp_path, fake_model, media):
     for name in ("face.mp4", "blank.mp4"):
         (folder / name).write_bytes(media[name.replace(".mp4", "")].read_bytes())
     (folder / "broken.mp4").write_bytes(b"garbage" * 50)
+    (folder / "list.mp4").write_text("ffconcat version 1.0\nfile 'face.mp4'\n")
     out = tmp_path / "results.csv"
     assert app.main(["predict", str(folder), "--model", str(fake_model),
                             "--out", str(out)]) == 0
@@ -186,6 +187,8 @@ def test_predict_command_writes_one_row_per_video(tmp_path, fake_model, media):
     assert rows["face.mp4"]["verdict"] == "FAKE" and float(rows["face.mp4"]["score"]) > 0.9
     assert rows["blank.mp4"]["verdict"] == "NO FACE FOUND"
     assert rows["broken.mp4"]["status"] == "error" and rows["broken.mp4"]["message"]
+    assert rows["list.mp4"]["status"] == "error"
+    assert "not a supported container" in rows["list.mp4"]["message"]
     assert float(rows["face.mp4"]["classify_s"]) > 0
 
     out_json = tmp_path / "results.json"
@@ -203,3 +206,52 @@ def test_predict_refuses_missing_input_and_bad_output(tmp_path, fake_model, medi
     with pytest.raises(PipelineError, match=r"\.csv or \.json"):
         app.main(["predict", str(media["face"]), "--model", str(fake_model),
                          "--out", str(tmp_path / "x.txt")])
+
+
+def _claiming_fps(src: Path, dst: Path, fps: float, repeat: int) -> Path:
+    """The frames of ``src``, ``repeat`` times over, in an AVI whose header claims ``fps``."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(src))
+    frames = []
+    ok, frame = cap.read()
+    while ok:
+        frames.append(frame)
+        ok, frame = cap.read()
+    cap.release()
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    for _ in range(repeat):
+        for frame in frames:
+            writer.write(frame)
+    writer.release()
+    return dst
+
+
+def test_work_per_video_is_bounded_by_what_is_decoded(analyzer, media, tmp_path):
+    from dfpipe.framefeed import LimitExceeded, Limits
+
+    fast = _claiming_fps(media["face"], tmp_path / "fast.avi", 1000.0, 5)  # 60 frames, "0.06 s"
+    result = analyzer.analyze(fast, limits=Limits(max_frames=12)).result
+    video = result["video"]
+    assert video["frames_read"] == 12 and video["frames_capped"] is True
+    assert [f["frame"] for f in result["frames"]] == [0, 3, 6, 9]
+    assert any("stopped reading after 12 frames" in w for w in result["warnings"])
+    assert result["verdict"] == VERDICT_FAKE
+
+    few = analyzer.analyze(media["face"], limits=Limits(max_faces=2)).result
+    assert few["video"]["faces"] == 2 and few["video"]["faces_capped"] is True
+    assert any("stopped after 2 face crops" in w for w in few["warnings"])
+
+    with pytest.raises(LimitExceeded, match="longer than the 1e-06 s limit"):
+        analyzer.analyze(media["face"], limits=Limits(timeout_s=1e-6))
+    with pytest.raises(LimitExceeded, match="exceeds the limit of 100 pixels"):
+        analyzer.analyze(media["face"], limits=Limits(max_pixels=100))
+
+
+def test_predict_takes_the_frame_and_face_caps(tmp_path, fake_model, media):
+    out = tmp_path / "capped.json"
+    app_script().main(["predict", str(media["face"]), "--model", str(fake_model), "--out",
+                       str(out), "--max-frames", "6", "--max-faces", "1"])
+    result = json.loads(out.read_text())["results"][0]["result"]
+    assert result["video"]["frames_read"] == 6 and result["video"]["faces"] == 1

@@ -64,3 +64,31 @@ def test_truncated_video_gives_what_it_can_or_a_clear_error(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(VideoError, match="not found"):
         open_video(Path(tmp_path / "nope.mp4"))
+
+
+def test_frames_decoded_are_capped_whatever_the_header_says(tmp_path):
+    video = write_numbered_video(tmp_path / "v.mp4", 40)
+    for reported in (40, 0, 4000):  # true, missing, lying
+        info = VideoInfo(fps=1000, reported_frames=reported, width=64, height=48)
+        got = [i for i, _ in iter_sampled_frames(video, every=1, info=info, max_frames=12)]
+        assert got == list(range(12)) and info.frames_read == 12 and info.capped
+        info = VideoInfo(fps=1000, reported_frames=reported, width=64, height=48)
+        got = [i for i, _ in iter_sampled_frames(video, frames=4, info=info, max_frames=12)]
+        assert got == sample_indices(12, frames=4) and info.frames_read == 12 and info.capped
+    _, info = open_video(video)
+    assert len(list(iter_sampled_frames(video, every=1, info=info, max_frames=40))) == 40
+    assert not info.capped
+
+
+def test_each_frame_decoded_can_stop_the_pass(tmp_path):
+    video = write_numbered_video(tmp_path / "v.mp4", 40)
+    seen = []
+
+    def stop_at_7(index):
+        seen.append(index)
+        if index == 7:
+            raise VideoError("stopped")
+
+    with pytest.raises(VideoError, match="stopped"):
+        list(iter_sampled_frames(video, every=5, on_grab=stop_at_7))
+    assert seen == list(range(8))
