@@ -99,6 +99,26 @@ def as_mjpg_avi(src: Path, dst: Path) -> Path:
     return dst
 
 
+def claiming_fps(src: Path, dst: Path, fps: float, repeat: int) -> Path:
+    """The frames of ``src``, ``repeat`` times over, in an AVI whose header claims ``fps``."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(src))
+    frames = []
+    ok, frame = cap.read()
+    while ok:
+        frames.append(frame)
+        ok, frame = cap.read()
+    cap.release()
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    for _ in range(repeat):
+        for frame in frames:
+            writer.write(frame)
+    writer.release()
+    return dst
+
+
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
     """Poll until ``predicate()`` returns something truthy; bounded, fails with the last value."""
     deadline = time.monotonic() + timeout

@@ -13,6 +13,7 @@ from app_support import (
     app_script,
     as_mjpg_avi,
     blank_video,
+    claiming_fps,
     crop_metadata,
     face_video,
     save_tiny_model,
@@ -208,30 +209,10 @@ def test_predict_refuses_missing_input_and_bad_output(tmp_path, fake_model, medi
                          "--out", str(tmp_path / "x.txt")])
 
 
-def _claiming_fps(src: Path, dst: Path, fps: float, repeat: int) -> Path:
-    """The frames of ``src``, ``repeat`` times over, in an AVI whose header claims ``fps``."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(src))
-    frames = []
-    ok, frame = cap.read()
-    while ok:
-        frames.append(frame)
-        ok, frame = cap.read()
-    cap.release()
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    for _ in range(repeat):
-        for frame in frames:
-            writer.write(frame)
-    writer.release()
-    return dst
-
-
 def test_work_per_video_is_bounded_by_what_is_decoded(analyzer, media, tmp_path):
     from dfpipe.framefeed import LimitExceeded, Limits
 
-    fast = _claiming_fps(media["face"], tmp_path / "fast.avi", 1000.0, 5)  # 60 frames, "0.06 s"
+    fast = claiming_fps(media["face"], tmp_path / "fast.avi", 1000.0, 5)  # 60 frames, "0.06 s"
     result = analyzer.analyze(fast, limits=Limits(max_frames=12)).result
     video = result["video"]
     assert video["frames_read"] == 12 and video["frames_capped"] is True

@@ -17,14 +17,17 @@ from app_support import (
     app_script,
     as_mjpg_avi,
     blank_video,
+    claiming_fps,
     crop_metadata,
     face_video,
     save_tiny_model,
     wait_for,
 )
 
+from dfpipe.errors import PipelineError
 from dfpipe.inference import Analyzer
 from dfpipe.web import create_app
+from dfpipe.web import routes as web_routes
 from dfpipe.web.store import JobStore
 
 UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}\.upload$")
@@ -362,3 +365,223 @@ def test_heatmaps_give_way_to_analyses(make_app, media):
     done = finished(client, job_id)
     assert done["status"] == "done" and done["result"]["heatmaps"]["available"] is True
     assert all(f["heatmap_url"] for f in done["result"]["faces"])
+
+
+# -- hardening (issue 14) ---------------------------------------------------------------------
+
+def test_1_work_per_upload_is_bounded_by_what_is_decoded(make_app, media, tmp_path):
+    # 60 frames whose header claims 1,000 fps: "0.06 s", far under any duration limit
+    fast = claiming_fps(media["face"], tmp_path / "fast.avi", 1000.0, 5)
+    client = make_app(max_frames=12, max_faces=3, job_timeout_s=60).test_client()
+    job = finished(client, post(client, fast).get_json()["job_id"])
+    video = job["result"]["video"]
+    assert job["status"] == "done" and video["frames_read"] == 12 and video["faces"] == 3
+    assert video["frames_capped"] is True and video["faces_capped"] is True
+    assert [f["frame"] for f in job["result"]["frames"]] == [0, 3, 6]
+    assert any("frame limit" in w for w in job["result"]["warnings"])
+    info = client.get("/api/model").get_json()["limits"]
+    assert info["max_frames"] == 12 and info["job_timeout_s"] == 60
+
+    slow = make_app(instance=tmp_path / "slow", job_timeout_s=1e-6).test_client()
+    failed = finished(slow, post(slow, media["face"]).get_json()["job_id"])
+    assert failed["status"] == "error" and "longer than the 1e-06 s limit" in failed["message"]
+    small = make_app(instance=tmp_path / "small", max_frame_pixels=160 * 120 - 1).test_client()
+    assert post(small, media["face"]).status_code == 422
+
+
+def test_2_only_media_containers_reach_ffmpeg(make_app, media):
+    app = make_app()
+    client = app.test_client()
+    beside = app.extensions["dfpipe"].uploads / "beside.mp4"
+    beside.write_bytes(media["face"].read_bytes())  # a video the list could name
+    listing = beside.with_name("list.txt")
+    listing.write_text("ffconcat version 1.0\nfile 'beside.mp4'\n")
+    assert cv2.VideoCapture(str(listing)).isOpened()  # FFmpeg alone would open it
+    response = post(client, listing, "clip.mp4")
+    assert response.status_code == 415
+    assert "not a supported container" in response.get_json()["error"]
+    assert client.get("/api/jobs").get_json()["jobs"] == []
+
+
+def test_3_a_foreign_page_cannot_use_the_api(make_app, media, tmp_path):
+    client = make_app().test_client()
+    rebound = client.get("/api/health", headers={"Host": "evil.example"})
+    assert rebound.status_code == 400 and "evil.example" in rebound.get_json()["error"]
+    assert client.get("/", headers={"Host": "evil.example:5000"}).status_code == 400
+    for headers in ({"Origin": "http://evil.example"},
+                    {"Referer": "http://evil.example/page.html"},
+                    {"Origin": "null"},
+                    {"Sec-Fetch-Site": "cross-site"}):
+        refused = post(client, media["face"], headers=headers)
+        assert refused.status_code == 403, headers
+        assert "cross-origin" in refused.get_json()["error"]
+    assert client.get("/api/jobs").get_json()["jobs"] == []
+    # the page's own upload (same origin), and a client that is not a browser, still work
+    own = post(client, media["face"], headers={"Origin": "http://localhost",
+                                               "Referer": "http://localhost/",
+                                               "Sec-Fetch-Site": "same-origin"})
+    assert own.status_code == 202
+    job = finished(client, own.get_json()["job_id"])
+    gone = client.delete(f"/api/jobs/{job['id']}", headers={"Origin": "http://evil.example"})
+    assert gone.status_code == 403 and client.get(f"/api/jobs/{job['id']}").status_code == 200
+    assert client.delete(f"/api/jobs/{job['id']}").status_code == 200
+
+    named = make_app(instance=tmp_path / "named", allowed_hosts=["dfpipe.lan"]).test_client()
+    assert named.get("/api/health", headers={"Host": "dfpipe.lan:8000"}).status_code == 200
+    assert named.get("/api/health", headers={"Host": "evil.example"}).status_code == 400
+    wide = make_app(instance=tmp_path / "wide", host="0.0.0.0").test_client()
+    assert wide.get("/api/health", headers={"Host": "192.168.1.5:5000"}).status_code == 200
+    assert wide.get("/api/health", headers={"Host": "evil.example"}).status_code == 400
+
+
+def _serve_as_documented(monkeypatch, model_file, instance, *args):
+    """The app and waitress server exactly as ``python app.py serve`` builds them, on a free
+    loopback port, running in a thread."""
+    import waitress
+
+    calls = []
+    monkeypatch.setattr(waitress, "serve", lambda app, **kw: calls.append((app, kw)))
+    app_script().main(["--model", str(model_file), "--instance", str(instance), *args])
+    (app, kwargs), = calls
+    kwargs.update(host="127.0.0.1", port=0, threads=2)
+    server = waitress.create_server(app, **kwargs)
+
+    def run():
+        try:
+            server.run()
+        except OSError:  # the test closed the server while it was polling
+            pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return app, server, thread
+
+
+def test_4_oversized_uploads_are_refused_before_they_land(monkeypatch, model_file, tmp_path):
+    import socket
+
+    app, server, thread = _serve_as_documented(monkeypatch, model_file, tmp_path / "inst",
+                                               "--max-upload-mb", "0.05")
+    try:
+        declared = int(0.05 * 1024 * 1024) + 4 * 1024 * 1024  # 4 MB over the limit
+        with socket.create_connection(("127.0.0.1", server.effective_port), timeout=10) as sock:
+            sock.sendall(f"POST /api/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         "Content-Type: multipart/form-data; boundary=x\r\n"
+                         f"Content-Length: {declared}\r\n\r\n".encode() + b"x" * 1024)
+            reply = sock.recv(4096)  # answered without the rest of the body being sent
+        assert reply.startswith(b"HTTP/1.1 413")
+    finally:
+        server.close()
+        app.extensions["dfpipe"].shutdown()
+        thread.join(5)
+
+
+def test_4_a_full_queue_refuses_before_saving_or_decoding(make_app, media, analyzer,
+                                                          monkeypatch):
+    checked = []
+    real_check = web_routes.check_video
+    monkeypatch.setattr(web_routes, "check_video",
+                        lambda *a, **k: checked.append(a) or real_check(*a, **k))
+    gate = Gate(analyzer)
+    app = make_app(gate, workers=1, queue_size=1)
+    client = app.test_client()
+    try:
+        first = post(client, media["face"]).get_json()["job_id"]
+        wait_for(lambda: client.get(f"/api/jobs/{first}").get_json()["status"] == "running")
+        assert post(client, media["face"]).status_code == 202
+        before = (len(checked), uploads(app))
+        refused = post(client, media["face"])
+        assert refused.status_code == 503 and refused.headers["Retry-After"]
+        assert (len(checked), uploads(app)) == before  # nothing saved, nothing decoded
+    finally:
+        gate.opened.set()
+    over = make_app(instance=app.extensions["dfpipe"].uploads.parent.parent / "over",
+                    max_upload_mb=media["face"].stat().st_size / 1024 / 1024 - 1e-6)
+    big = post(over.test_client(), media["face"])  # one byte over: within the form slack
+    assert big.status_code == 413 and "MB limit" in big.get_json()["error"]
+    assert uploads(over) == []
+
+
+def _finished_job(store: JobStore, artifacts: Path, job_id: str, created: float) -> None:
+    store.create(job_id, f"{job_id[:4]}.mp4", 10)
+    store.update(job_id, status="done", stage="done", verdict="FAKE", score=0.9,
+                 created=created, finished=created, result={"faces": []})
+    (artifacts / job_id).mkdir(parents=True)
+    (artifacts / job_id / "face_0000.jpg").write_bytes(b"jpeg")
+
+
+def test_5_results_do_not_pile_up(make_app, media, tmp_path):
+    instance = tmp_path / "instance"
+    store = JobStore(instance / "jobs.sqlite3")
+    artifacts = instance / "jobs"
+    now = time.time()
+    ids = [c * 32 for c in "abcd"]
+    for age_days, job_id in zip((40, 3, 2, 1), ids, strict=True):
+        _finished_job(store, artifacts, job_id, now - age_days * 86400)
+    app = make_app(keep_jobs=2, keep_days=30)
+    client = app.test_client()
+    left = [j["id"] for j in client.get("/api/jobs").get_json()["jobs"]]
+    assert left == [ids[3], ids[2]]  # the 40-day-old one and the oldest beyond 2 went
+    assert sorted(p.name for p in artifacts.iterdir()) == sorted(left)
+    new = finished(client, post(client, media["face"]).get_json()["job_id"])
+    wait_for(lambda: len(client.get("/api/jobs").get_json()["jobs"]) == 2)
+    left = [j["id"] for j in client.get("/api/jobs").get_json()["jobs"]]
+    assert left == [new["id"], ids[3]]
+    assert sorted(p.name for p in artifacts.iterdir()) == sorted(left)
+
+
+def test_5_a_job_killed_mid_analysis_leaves_no_files(make_app, tmp_path):
+    instance = tmp_path / "instance"
+    store = JobStore(instance / "jobs.sqlite3")
+    killed, orphan = "c" * 32, "d" * 32
+    store.create(killed, "killed.mp4", 10)
+    store.update(killed, status="running", stage="frames")
+    for job_id in (killed, orphan):
+        (instance / "jobs" / job_id).mkdir(parents=True)
+        (instance / "jobs" / job_id / "face_0000.jpg").write_bytes(b"partial")
+    client = make_app().test_client()
+    assert client.get(f"/api/jobs/{killed}").get_json()["status"] == "error"
+    assert client.get(f"/api/jobs/{killed}/faces/0.jpg").status_code == 404
+    assert not list((instance / "jobs").iterdir())
+
+
+def test_6_private_images_names_only_one_server_small_polls(make_app, media, analyzer,
+                                                            tmp_path, monkeypatch):
+    app = make_app()
+    client = app.test_client()
+    job_id = post(client, media["face"]).get_json()["job_id"]
+    poll = client.get(f"/api/jobs/{job_id}")
+    assert "result" not in poll.get_json() and len(poll.data) < 2000
+    job = finished(client, job_id)
+    poll = client.get(f"/api/jobs/{job_id}").get_json()
+    assert poll["verdict"] == "FAKE" and poll["progress"]["fraction"] == 1.0
+    assert "result" not in poll and poll["result_url"] == f"/api/jobs/{job_id}/result"
+    for face in job["result"]["faces"]:
+        for url in (face["crop_url"], face["heatmap_url"]):
+            image = client.get(url)
+            assert image.status_code == 200
+            assert image.headers["Cache-Control"] == "private, no-store"
+    assert client.get(f"/api/jobs/{'e' * 32}/result").status_code == 404
+
+    # file names only: the model's folder, the instance and the split folder never show
+    info = client.get("/api/model")
+    assert str(tmp_path) not in info.get_data(as_text=True)
+    assert str(analyzer.model_path.parent) not in info.get_data(as_text=True)
+    assert info.get_json()["name"] == "fake.h5"
+
+    class Vanishing(Gate):
+        def analyze(self, path, *args, **kwargs):
+            Path(path).unlink()  # the upload is gone before it is read
+            return self.inner.analyze(path, *args, **kwargs)
+
+    other = make_app(Vanishing(analyzer), instance=tmp_path / "other").test_client()
+    failed = finished(other, post(other, media["face"]).get_json()["job_id"])
+    assert failed["status"] == "error" and "not found" in failed["message"]
+    assert "/" not in failed["message"] and str(tmp_path) not in failed["message"]
+
+    # one server per instance folder: the second is refused in one line, before loading
+    with pytest.raises(PipelineError, match="already using the instance folder"):
+        make_app()
+    with pytest.raises(PipelineError, match="already using the instance folder"):
+        app_script().main(["--model", str(tmp_path / "missing.h5"),
+                           "--instance", str(tmp_path / "instance")])
