@@ -4,6 +4,10 @@
 
 A real video and every fake made from it (their ``group`` in the manifest) always land in
 the same split, so no face is seen in training and again in testing.
+
+A folder of already-cropped faces with a labels CSV (path,label[,group]) is split the same way:
+
+    python split.py --input faces --labels faces/labels.csv --output faces_split
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dfpipe import quality, splits
+from dfpipe import cropfolder, quality, splits
 from dfpipe.errors import PipelineError, run_cli
 
 
@@ -19,7 +23,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--input", type=Path, default=Path("preprocessed"),
-                   help="preprocess.py output folder (crops + manifest*.jsonl)")
+                   help="preprocess.py output folder (crops + manifest*.jsonl), or a folder "
+                        "of face crops with a labels CSV (see --labels)")
+    crops = p.add_argument_group("crops-folder input (face crops without a manifest)")
+    crops.add_argument("--labels", type=Path, default=None,
+                       help="CSV with columns path,label[,group] (paths relative to --input; "
+                            "optional columns video, frame, face_width, face_height, "
+                            "confidence); None: --input/labels.csv when --input has no manifest")
+    crops.add_argument("--group-column", default=None,
+                       help="column naming each crop's source group; None: the first of "
+                            f"{', '.join(cropfolder.GROUP_COLUMNS)} present, else each video "
+                            "is its own group")
+    crops.add_argument("--margin", type=float, default=None,
+                       help="face-box margin the crops were cut with (1.0 = tight box), "
+                            "recorded in the model metadata; None: recorded as unknown")
+    crops.add_argument("--crop-size", type=int, default=None,
+                       help="side in pixels the crops were resized to, recorded likewise; "
+                            "None: unknown")
     p.add_argument("--output", type=Path, default=Path("preprocessed_split"),
                    help="folder to create with train/val/test, split.csv and the report")
     how = p.add_mutually_exclusive_group()
@@ -64,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
                                  max_per_video=args.max_per_video)
     report = splits.run_split(args.input, args.output, rules=rules, ratios=args.ratios,
                               seed=args.seed, protocol=args.protocol, unlisted=args.unlisted,
-                              copy=args.copy, overwrite=args.overwrite, workers=args.workers)
+                              copy=args.copy, overwrite=args.overwrite, workers=args.workers,
+                              loader=cropfolder.loader_for(args.input, args.labels,
+                                                           args.group_column, args.margin,
+                                                           args.crop_size))
     print(splits.report_text(report), end="")
     print(f"written to {args.output} ({report['link_mode']})")
     return 0

@@ -6,7 +6,11 @@ throughput: training images/s through the real input pipeline (decode + augmenta
   alternated in one process; ratio >= 0.9 means the pipeline does not starve the model.
 precision: the same measurement in float32 and in the precision 'auto' picks here.
 learning: train from scratch (no ImageNet weights offline) on ../shared/data/dfdc_faces split
-  by source_video (no group on both sides) for a fixed number of epochs; validation AUC.
+  by source_video (no group on both sides) for a fixed number of epochs; validation AUC (a
+  plumbing check: bench_detection.py measures detection on the test split).
+
+The split is split.py's own (the crops-folder input, 70/15/15 by source_video, every crop kept),
+made by bench_detection.split_crops_folder, so both benchmarks split the same way.
 
 Reproduce: python bench/bench_train.py --check throughput precision learning
 """
@@ -14,7 +18,7 @@ Reproduce: python bench/bench_train.py --check throughput precision learning
 from __future__ import annotations
 
 import argparse
-import csv
+import contextlib
 import json
 import logging
 import os
@@ -31,10 +35,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_detection import split_crops_folder  # noqa: E402
+
 from dfpipe.croptable import load_split  # noqa: E402
 from dfpipe.data import make_dataset  # noqa: E402
 from dfpipe.images import read_rgb  # noqa: E402
 from dfpipe.models import build_detector, get_backbone  # noqa: E402
+from dfpipe.quality import QualityRules  # noqa: E402
 from dfpipe.training import (  # noqa: E402
     TrainConfig,
     choose_precision,
@@ -46,45 +53,6 @@ from dfpipe.training import (  # noqa: E402
 
 DFDC = REPO.parent / "shared" / "data" / "dfdc_faces"
 log = logging.getLogger("bench_train")
-
-
-def build_split(source: Path, dest: Path, val_share: float, seed: int,
-                limit: int | None = None) -> Path:
-    """A train/val split folder of dfdc_faces grouped by source_video, by hard links."""
-    from sklearn.model_selection import GroupShuffleSplit
-
-    with open(source / "labels.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    if limit:
-        groups = sorted({r["source_video"] for r in rows})[: limit // 2]
-        rows = [r for r in rows if r["source_video"] in set(groups)]
-    groups = [r["source_video"] for r in rows]
-    splitter = GroupShuffleSplit(n_splits=1, test_size=val_share, random_state=seed)
-    train_idx, val_idx = next(splitter.split(rows, groups=groups))
-    table = []
-    for split, idx in (("train", train_idx), ("val", val_idx)):
-        for i in idx:
-            row = rows[i]
-            video = Path(row["video"]).stem
-            rel = f"{split}/{row['label']}/{video}/{Path(row['path']).name}"
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(source / row["path"], target)
-            except OSError:
-                os.symlink((source / row["path"]).resolve(), target)
-            table.append({"path": rel, "split": split, "label": row["label"],
-                          "label_id": int(row["label"] == "fake"), "video_id": video,
-                          "group": row["source_video"], "frame": 0, "face": 0,
-                          "face_size": max(int(row["face_width"]), int(row["face_height"])),
-                          "confidence": "", "sharpness": ""})
-    train_groups = {t["group"] for t in table if t["split"] == "train"}
-    assert not train_groups & {t["group"] for t in table if t["split"] == "val"}
-    with open(dest / "split.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
-    return dest
 
 
 def _fit_rate(model: Any, ds: Any, steps: int, warmup: int, batch: int) -> float:
@@ -143,7 +111,8 @@ def learning(split: Path, args: argparse.Namespace) -> dict[str, Any]:
                       size=args.learn_size, batch_size=args.learn_batch, epochs=args.learn_epochs,
                       patience=args.learn_epochs, precision=args.learn_precision,
                       seed=args.seed)
-    result = train(cfg, verbose=2)
+    with contextlib.redirect_stdout(sys.stderr):  # Keras' epoch lines; stdout is the JSON
+        result = train(cfg, verbose=2)
     meta = result.metadata
     history = meta["training"]["history"]
     return {"data": str(DFDC), "split": meta["split"], "backbone": args.learn_backbone,
@@ -172,6 +141,8 @@ def main() -> None:
     p.add_argument("--learn-batch", type=int, default=64, help="batch size")
     p.add_argument("--learn-epochs", type=int, default=10, help="fixed budget in epochs")
     p.add_argument("--learn-precision", default="auto", help="precision of the learning run")
+    p.add_argument("--rows", type=int, default=8000,
+                   help="first N rows of labels.csv (the 4,000 groups the folder held first)")
     p.add_argument("--seed", type=int, default=42, help="split and training seed")
     p.add_argument("--output", type=Path, help="also write the JSON here")
     args = p.parse_args()
@@ -185,7 +156,8 @@ def main() -> None:
                     "python": platform.python_version(), "load_avg_start": os.getloadavg()},
         "auto_precision": auto}
     with tempfile.TemporaryDirectory(prefix="bench-train-split-") as tmp:
-        split = build_split(args.data, Path(tmp) / "split", val_share=0.2, seed=args.seed)
+        keep_all = QualityRules(min_face=0, min_sharpness=0, min_confidence=0)
+        split, _ = split_crops_folder(args.data, args.rows, Path(tmp), args.seed, keep_all)
         if "throughput" in args.check:
             report["throughput"] = []
             for spec in args.models:

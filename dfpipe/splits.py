@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -463,14 +463,18 @@ def report_text(report: dict[str, Any]) -> str:
 def run_split(input_dir: Path, output: Path, *, rules: QualityRules | None = None,
               ratios: Sequence[float] = DEFAULT_RATIOS, seed: int = DEFAULT_SEED,
               protocol: Path | None = None, unlisted: str = "error", copy: bool = False,
-              overwrite: bool = False, workers: int | None = None) -> dict[str, Any]:
-    """Filter, split by group, check for leaks, write ``output``; return the report."""
+              overwrite: bool = False, workers: int | None = None,
+              loader: Callable[[Path], tuple[list[FaceCrop], dict[str, Any]]] | None = None,
+              ) -> dict[str, Any]:
+    """Filter, split by group, check for leaks, write ``output``; return the report.
+
+    ``loader`` reads another input than a preprocess.py output (e.g. a crops folder)."""
     input_dir, output = Path(input_dir), Path(output)
     rules = rules or QualityRules()
     if unlisted not in UNLISTED_CHOICES:
         raise PipelineError(f"--unlisted must be one of {', '.join(UNLISTED_CHOICES)}")
     shares = normalize_ratios(ratios) if protocol is None else None
-    crops, stats = load_crops(input_dir)
+    crops, stats = (loader or load_crops)(input_dir)
     check_output(input_dir, output, overwrite)
     table = read_protocol(protocol) if protocol is not None else None
     kept, removed = filter_crops(crops, input_dir, rules, workers)

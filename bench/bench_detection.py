@@ -1,0 +1,331 @@
+#!/usr/bin/env python
+"""Detection benchmark on held-out data, printed as JSON.
+
+Takes ../shared/data/dfdc_faces (face crops + labels.csv) through split.py's own path (the
+crops-folder input, 70/15/15 by source_video, so a real video and its fake never straddle
+splits), trains with train.py's library code (dfpipe.training), and scores the TEST split with
+evaluate.py's library code (dfpipe.evaluation). The result is the test frame AUC with its
+bootstrap interval, accuracy at the threshold chosen on validation, EER and log loss. The
+validation AUC only chose the checkpoint; it is reported under that name, never as the result.
+
+Reproduce: python bench/bench_detection.py --rows 8000 --backbone tiny --size 96 --epochs 10
+
+Work (split, model, evaluation) goes to --workdir; run the same command with the same
+--workdir again and the finished split and model are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dfpipe import cropfolder, quality, splits  # noqa: E402
+from dfpipe.croptable import SPLIT_TABLE  # noqa: E402
+from dfpipe.errors import PipelineError  # noqa: E402
+
+DFDC = REPO.parent / "shared" / "data" / "dfdc_faces"
+RATIOS = (0.7, 0.15, 0.15)
+GROUP_COLUMN = "source_video"
+# dfdc_faces/README.md: "tight box around the face (no margin), resized to 224x224".
+DFDC_MARGIN, DFDC_SIZE = 1.0, 224
+SPLIT_STATE = "bench_split.json"
+TRAIN_STATE = "bench_train.json"
+log = logging.getLogger("bench_detection")
+
+
+# ---------------------------------------------------------------- split (split.py's path)
+
+def subset_labels(data: Path, rows: int | None, dest: Path) -> Path:
+    """The first ``rows`` rows of ``data/labels.csv`` (all when None), written to ``dest``."""
+    source = data / "labels.csv"
+    if not source.is_file():
+        raise PipelineError(f"{source} not found (the benchmark needs ../shared/data/dfdc_faces)")
+    with open(source, newline="", encoding="utf-8") as fh:
+        lines = fh.readlines()
+    if rows is not None:
+        if rows < 2:
+            raise PipelineError("--rows must be at least 2")
+        lines = lines[: rows + 1]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    tmp.write_text("".join(lines), encoding="utf-8")
+    os.replace(tmp, dest)
+    return dest
+
+
+def split_crops_folder(data: Path, rows: int | None, workdir: Path, seed: int,
+                       rules: quality.QualityRules, ratios: tuple[float, ...] = RATIOS,
+                       group_column: str = GROUP_COLUMN) -> tuple[Path, dict[str, Any]]:
+    """Split the first ``rows`` crops of a crops folder by group, exactly as
+    ``split.py --input DATA --labels ... --group-column source_video`` does; reuse a
+    finished split made with the same inputs. Returns the split folder and its report."""
+    labels = subset_labels(data, rows, workdir / "labels.csv")
+    out = workdir / "split"
+    key = {"data": str(Path(data).resolve()), "rows": rows, "seed": seed, "ratios": list(ratios),
+           "group_column": group_column, "rules": [rules.min_face, rules.min_sharpness,
+                                                   rules.min_confidence, rules.max_per_video],
+           "labels_sha1": hashlib.sha1(labels.read_bytes()).hexdigest()}
+    state = workdir / SPLIT_STATE
+    if (out / SPLIT_TABLE).is_file() and state.is_file() and json.loads(state.read_text()) == key:
+        log.info("reusing the split in %s", out)
+        return out, json.loads((out / splits.REPORT_JSON).read_text(encoding="utf-8"))
+    loader = cropfolder.make_loader(labels, group_column,
+                                    cropfolder.CropSettings(margin=DFDC_MARGIN, size=DFDC_SIZE))
+    report = splits.run_split(data, out, rules=rules, ratios=ratios, seed=seed, overwrite=True,
+                              loader=loader)
+    state.write_text(json.dumps(key) + "\n", encoding="utf-8")
+    return out, report
+
+
+# ---------------------------------------------------------------- training options
+
+def parse_train_args(pairs: list[str], known: set[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs for TrainConfig fields; VALUE is read as JSON when it parses
+    (numbers, true/false, null), else kept as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise PipelineError(f"--train-arg {pair!r}: write KEY=VALUE (e.g. head_epochs=2)")
+        if key not in known:
+            raise PipelineError(f"--train-arg {key}: not a training option (known: "
+                                f"{', '.join(sorted(known))})")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def train_options(args: argparse.Namespace, known: set[str]) -> dict[str, Any]:
+    """TrainConfig keyword arguments: the named options given, then --train-arg pairs.
+    Options left unset are not passed, so train.py's own defaults apply."""
+    named = {"backbone": args.backbone, "weights": args.weights, "size": args.size,
+             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+             "patience": args.patience, "precision": args.precision, "seed": args.seed}
+    options = {k: v for k, v in named.items() if v is not None}
+    extra = parse_train_args(args.train_arg, known)
+    clash = sorted(set(extra) & set(options))
+    if clash:
+        raise PipelineError(f"--train-arg {', '.join(clash)}: given twice (use the named option)")
+    return {**options, **extra}
+
+
+# ---------------------------------------------------------------- machine
+
+def cpu_model() -> str | None:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor() or None
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def git_state() -> dict[str, Any]:
+    """Commit and branch of the code measured, and whether it had uncommitted changes."""
+    def git(*cmd: str) -> str | None:
+        try:
+            return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+            "uncommitted_changes": None if status is None else bool(status)}
+
+
+def machine(start: bool) -> dict[str, Any]:
+    from dfpipe.training import cpu_supports_bf16, gpu_count
+
+    info: dict[str, Any] = {"load_avg_start" if start else "load_avg_end": os.getloadavg()}
+    if start:
+        import tensorflow as tf
+
+        info = {"cpu_model": cpu_model(), "cores": os.cpu_count(),
+                "cores_usable": len(os.sched_getaffinity(0)), "cpu_bf16": cpu_supports_bf16(),
+                "gpus": gpu_count(), "python": platform.python_version(),
+                "tensorflow": tf.__version__, **info}
+    return info
+
+
+# ---------------------------------------------------------------- the benchmark
+
+def _r(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def finished_model(out: Path, options: dict[str, Any]) -> Path | None:
+    """A model this workdir already trained with the same options (so a rerun skips it)."""
+    state = out / TRAIN_STATE
+    if not state.is_file():
+        return None
+    saved = json.loads(state.read_text(encoding="utf-8"))
+    model = Path(saved.get("model", ""))
+    return model if saved.get("options") == options and model.is_file() else None
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from dfpipe import evaluation
+    from dfpipe.modelio import read_metadata
+    from dfpipe.training import TrainConfig, train
+
+    started = time.time()
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-detection-")).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    known = {f.name for f in fields(TrainConfig)} - {"data", "output"}
+    options = train_options(args, known)
+    rules = quality.QualityRules(min_face=args.min_face, min_sharpness=args.min_sharpness,
+                                 min_confidence=0.0)
+    report: dict[str, Any] = {
+        "command": "python bench/bench_detection.py " + shlex.join(sys.argv[1:]),
+        "code": git_state(), "machine": machine(start=True), "workdir": str(workdir)}
+
+    t0 = time.time()
+    split_dir, split_report = split_crops_folder(args.data, args.rows, workdir, args.seed, rules)
+    split_minutes = (time.time() - t0) / 60
+    report["data"] = {
+        "source": str(args.data), "rows": args.rows, "crops_listed": split_report["filter"][
+            "crops_in"], "crops_kept": split_report["filter"]["crops_kept"],
+        "split": {"method": "split.py crops-folder input", "group_column": GROUP_COLUMN,
+                  "ratios": dict(zip(splits.SPLIT_NAMES, RATIOS, strict=True)),
+                  "seed": args.seed, "leak_check": split_report["leak_check"]},
+        "filter": {k: split_report["filter"][k] for k in ("min_face", "min_sharpness",
+                                                           "min_confidence", "removed")},
+        "splits": {s: {k: split_report["splits"][s][k] for k in ("groups", "videos", "crops",
+                                                                   "real_crops", "fake_crops")}
+                   for s in splits.SPLIT_NAMES}}
+
+    out = workdir / "model"
+    t0 = time.time()
+    model_path = finished_model(out, options)
+    if model_path is None:
+        config = TrainConfig(data=split_dir, output=out, **options)
+        with contextlib.redirect_stdout(sys.stderr):  # Keras' epoch lines; stdout is the JSON
+            result = train(config, verbose=2)
+        model_path = result.model_path
+        (out / TRAIN_STATE).write_text(json.dumps({"options": options,
+                                                   "model": str(model_path)}) + "\n",
+                                       encoding="utf-8")
+        reused = False
+    else:
+        log.info("reusing the model trained with the same options: %s", model_path)
+        reused = True
+    train_minutes = (time.time() - t0) / 60
+    meta = read_metadata(model_path)
+    history = meta["training"]["history"]
+    val_aucs = [h.get("val_auc") for h in history]
+    best = max(range(len(history)), key=lambda i: val_aucs[i] or -1.0) if history else None
+
+    t0 = time.time()
+    with contextlib.redirect_stdout(sys.stderr):
+        ev = evaluation.evaluate(model_path, split_dir, split="test", output=workdir / "eval",
+                                 batch_size=args.eval_batch_size, bootstrap=args.bootstrap,
+                                 seed=args.seed, progress=False)
+    eval_minutes = (time.time() - t0) / 60
+    frames = ev["frames"]
+    m = frames["metrics"]
+    ci = frames["ci"] or {}
+    report["result"] = {
+        "split": "test", "level": "frames", "crops": frames["count"], "real": frames["real"],
+        "fake": frames["fake"],
+        "auc": _r(m["roc_auc"]), "auc_ci95": [_r(v) for v in ci.get("roc_auc") or []] or None,
+        "accuracy": _r(m["accuracy"]),
+        "accuracy_ci95": [_r(v) for v in ci.get("accuracy") or []] or None,
+        "balanced_accuracy": _r(m["balanced_accuracy"]), "eer": _r(m["eer"]),
+        "log_loss": _r(m["log_loss"]), "threshold": _r(ev["threshold"]["value"]),
+        "threshold_source": ev["threshold"]["source"],
+        "bootstrap": {"resamples": args.bootstrap, "unit": ci.get("unit")}}
+    report["training"] = {
+        "options_given": options, "config": meta["config"], "precision":
+            meta["training"]["precision"], "epochs_run": meta["training"]["epochs_run"],
+        "reused_model": reused, "model": str(model_path),
+        "crop": meta.get("crop"),
+        "validation_only_chose_the_checkpoint": {
+            "best_epoch": None if best is None else int(history[best]["epoch"]) + 1,
+            "val_auc_per_epoch": [_r(v) for v in val_aucs]}}
+    report["minutes"] = {"split": round(split_minutes, 2), "train": round(train_minutes, 2),
+                         "evaluate": round(eval_minutes, 2),
+                         "total": round((time.time() - started) / 60, 2)}
+    report["machine"].update(machine(start=False))
+    return report
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", type=Path, default=DFDC,
+                   help="crops folder with labels.csv (path,label,video,source_video,...)")
+    p.add_argument("--rows", type=int, default=None,
+                   help="use the first N rows of labels.csv (None: all)")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="folder for the split, model and evaluation (None: a new temp folder); "
+                        "a rerun with the same folder reuses the finished split and model")
+    p.add_argument("--seed", type=int, default=splits.DEFAULT_SEED,
+                   help="seed of the split, the training and the bootstrap")
+    p.add_argument("--min-face", type=float, default=0.0,
+                   help="split's face-size rule (0: keep every crop, so the test split is the "
+                        "whole held-out share)")
+    p.add_argument("--min-sharpness", type=float, default=0.0,
+                   help="split's sharpness rule (0: keep every crop; split.py's default 20 "
+                        "removes about a quarter of dfdc_faces, fakes more than reals)")
+    train = p.add_argument_group("training (None: train.py's own default)")
+    train.add_argument("--backbone", default=None, help="backbone (train.py --backbone)")
+    train.add_argument("--weights", default="none",
+                       help="none (from scratch: no ImageNet download here) or a local .h5")
+    train.add_argument("--size", type=int, default=None, help="model input side in pixels")
+    train.add_argument("--epochs", type=int, default=None, help="train.py --epochs")
+    train.add_argument("--batch-size", type=int, default=None, help="train.py --batch-size")
+    train.add_argument("--lr", type=float, default=None, help="train.py --lr")
+    train.add_argument("--patience", type=int, default=None,
+                       help="train.py --patience (early stopping on val AUC)")
+    train.add_argument("--precision", default=None, help="train.py --precision")
+    train.add_argument("--train-arg", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other TrainConfig field, repeatable (e.g. head_epochs=2, "
+                            "augment=false); VALUE is read as JSON when it parses")
+    ev = p.add_argument_group("evaluation")
+    ev.add_argument("--bootstrap", type=int, default=1000,
+                    help="bootstrap resamples for the 95%% intervals")
+    ev.add_argument("--eval-batch-size", type=int, default=64, help="crops per model call")
+    p.add_argument("--output", type=Path, default=None, help="also write the JSON here")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        report = run(args)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
