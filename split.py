@@ -1,9 +1,11 @@
-"""Stage 2: quality-filter face crops and split them into train/val/test by source group.
+"""Stage 2: quality-filter face crops and split them into train/val/test by identity group.
 
     python split.py --input preprocessed --output preprocessed_split
 
-A real video and every fake made from it (their ``group`` in the manifest) always land in
-the same split, so no face is seen in training and again in testing.
+Every video involving the same person (a real video, the fakes made from it, the fakes that
+show its face) lands in one split, as far as the evidence shows: a labels CSV, DFDC
+metadata, FaceForensics++ and Celeb-DF names. Fakes with no known source are refused
+unless --allow-ungrouped-fakes.
 """
 
 from __future__ import annotations
@@ -40,11 +42,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "original frame (before resizing)")
     p.add_argument("--min-sharpness", type=float, default=quality.MIN_SHARPNESS,
                    help="drop crops whose variance of the Laplacian (blur measure) is lower")
-    p.add_argument("--min-confidence", type=float, default=quality.MIN_CONFIDENCE,
-                   help="drop crops whose detector confidence is lower")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="drop crops whose detector confidence is lower (None: the value "
+                        f"preprocess used, from the manifest; {quality.MIN_CONFIDENCE} if it "
+                        "does not say)")
     p.add_argument("--max-per-video", type=int, default=None,
                    help="keep at most this many crops per video, spread evenly over time "
                         "(None keeps them all)")
+    p.add_argument("--labels", type=Path, default=None,
+                   help="CSV path,label[,group] with paths as in the manifest's relpath "
+                        "(relative to the dataset root); its group column (several ids "
+                        "joined by |, e.g. 519|515) adds identities to the groups")
+    p.add_argument("--allow-ungrouped-fakes", action="store_true",
+                   help="split even when some fakes have no known source (each is then its "
+                        "own group, and the face it shows may sit in another split)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="crop margin the crops were made with, recorded for the model when "
+                        "the manifest does not say (None: the manifest's, else unknown)")
+    p.add_argument("--size", type=int, default=None,
+                   help="crop side in pixels, recorded when the manifest does not say")
+    p.add_argument("--detector", default=None,
+                   help="face detector the crops were made with, recorded when the manifest "
+                        "does not say")
     p.add_argument("--copy", action="store_true",
                    help="copy the crops instead of hard-linking them (links are used when "
                         "possible, copies otherwise)")
@@ -64,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
                                  max_per_video=args.max_per_video)
     report = splits.run_split(args.input, args.output, rules=rules, ratios=args.ratios,
                               seed=args.seed, protocol=args.protocol, unlisted=args.unlisted,
-                              copy=args.copy, overwrite=args.overwrite, workers=args.workers)
+                              copy=args.copy, overwrite=args.overwrite, workers=args.workers,
+                              labels=args.labels,
+                              allow_ungrouped_fakes=args.allow_ungrouped_fakes,
+                              crop={"margin": args.margin, "size": args.size,
+                                    "detector": args.detector})
     print(splits.report_text(report), end="")
     print(f"written to {args.output} ({report['link_mode']})")
     return 0

@@ -36,7 +36,7 @@ class QualityRules:
 
     min_face: float = MIN_FACE
     min_sharpness: float = MIN_SHARPNESS
-    min_confidence: float = MIN_CONFIDENCE
+    min_confidence: float | None = MIN_CONFIDENCE
     max_per_video: int | None = None
 
     def __post_init__(self) -> None:
@@ -57,6 +57,7 @@ class FaceCrop:
     face_size: float
     confidence: float
     sharpness: float = math.nan
+    group_rule: str = ""
 
 
 def sharpness(gray: np.ndarray) -> float:

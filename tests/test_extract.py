@@ -207,7 +207,9 @@ def test_shared_clips_with_mtcnn(tmp_path):
         (data / rel).symlink_to(src / rel)
     run(data, tmp_path / "out", Settings(detector="mtcnn", frames=3))
     recs = {r["relpath"]: r for r in read_manifests(tmp_path / "out")}
-    assert recs["fake/519_515.mp4"]["group"] == recs["real/519.mp4"]["group"] == "519"
+    # 519_515 shows 515's face: it joins 519 and 515 in one identity group
+    assert recs["fake/519_515.mp4"]["group"] == recs["real/519.mp4"]["group"] == "515"
+    assert recs["fake/519_515.mp4"]["identities"] == ["515", "519"]
     for rec in recs.values():
         assert rec["status"] == "ok" and rec["faces_saved"] == 3
         assert rec["frames_read"] > 100
