@@ -32,11 +32,12 @@ def _analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", choices=list(DETECTORS), default=None,
                    help="face detector; None: the one the model's crops were made with")
     p.add_argument("--aggregate", choices=list(scoring.AGGREGATORS), default=None,
-                   help="how crop scores become a video score; None: the model's rule, else "
-                        "mean, as evaluate.py")
+                   help="how crop scores become a video score; None: the rule stored with "
+                        "the model (train.py --aggregate), mean for models that store none")
     p.add_argument("--threshold", type=float, default=None,
-                   help="P(fake) at or above which a video is FAKE; None: the threshold chosen "
-                        "on validation, stored with the model")
+                   help="P(fake) at or above which a video is FAKE; None: the video-level "
+                        "threshold stored with the model (chosen on validation videos with "
+                        "its rule; older models: their crop-level one, with a notice)")
     p.add_argument("--every", type=int, default=None,
                    help="score every Nth frame; None: the sampling of the training crops")
     p.add_argument("--frames", type=int, default=None,

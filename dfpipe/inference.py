@@ -28,10 +28,10 @@ from tqdm import tqdm
 
 from . import faces as facelib
 from .errors import PipelineError
-from .evaluation import DEFAULT_RULE, resolve_threshold
 from .extract import Settings
 from .labels import VIDEO_EXTENSIONS
-from .scoring import DEFAULT_BATCH_SIZE, aggregate_videos, aggregator, score_crops
+from .operating import resolve_operating_point
+from .scoring import DEFAULT_BATCH_SIZE, aggregate_videos, score_crops
 from .video import VideoError, iter_sampled_frames, open_video
 
 log = logging.getLogger(__name__)
@@ -137,10 +137,9 @@ class Analyzer:
         self.model_path = Path(model_path) if model_path else None
         self.settings, self.settings_source = settings_from_metadata(
             metadata, detector, every, frames)
-        self.threshold, self.threshold_source = resolve_threshold(metadata, threshold)
-        rule = aggregate or metadata.get("aggregate") or DEFAULT_RULE
-        aggregator(rule)
-        self.rule = rule
+        point = resolve_operating_point(metadata, aggregate, threshold)
+        self.threshold, self.threshold_source = point.threshold, point.threshold_source
+        self.crop_threshold, self.rule = point.crop_threshold, point.aggregate
         self.batch_size = batch_size
         self.model_lock = threading.Lock()
         self._local = threading.local()
@@ -183,7 +182,8 @@ class Analyzer:
             "class_names": meta.get("class_names"), "created": meta.get("created"),
             "val_auc": meta.get("val_auc"),
             "threshold": self.threshold, "threshold_source": self.threshold_source,
-            "aggregate": self.rule, "batch_size": self.batch_size,
+            "crop_threshold": self.crop_threshold, "aggregate": self.rule,
+            "batch_size": self.batch_size,
             "detector": self.settings.detector, "trained_with_detector": self.trained_detector,
             "crop": {"detector": self.settings.detector, **self.settings.record()},
             "crop_source": self.settings_source,
@@ -265,7 +265,7 @@ class Analyzer:
         _report(progress, "frames", len(frames), len(frames))
         for face, score in zip(faces, scores, strict=True):
             face["score"] = score
-            face["call"] = "fake" if score >= self.threshold else "real"
+            face["call"] = "fake" if score >= self.crop_threshold else "real"
         _frame_scores(frames, faces)
         timing["total_s"] = time.perf_counter() - start
         result = self._result(path, info, frames, faces, timing)

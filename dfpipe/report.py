@@ -77,9 +77,13 @@ def render_text(result: Mapping[str, Any]) -> str:
     lines.append(f"model        {model['path']}" + (f" ({details})" if details else ""))
     lines.append(f"data         {data['root']}, split '{data['split']}' "
                  f"(videos from {data['source']})")
-    lines.append(f"threshold    {thr['value']:.4f} from {thr['source']}; "
-                 "P(fake) >= threshold is called fake, for frames and videos alike")
-    lines.append(f"aggregation  {agg['rule']}: {agg['description']}")
+    lines.append(f"threshold    videos {thr['value']:.4f} from {thr['source']}")
+    crop = result.get("crop_threshold")
+    if crop:
+        lines.append(f"             frames {crop['value']:.4f} from {crop['source']}")
+    lines.append("             P(fake) >= threshold is called fake")
+    lines.append(f"aggregation  {agg['rule']}: {agg['description']}"
+                 + (f" (from {agg['source']})" if agg.get("source") else ""))
     if boot:
         lines.append(f"bootstrap    {boot['resamples']} resamples, seed {boot['seed']}, "
                      f"{boot['confidence'] * 100:.0f}% percentile intervals; frames are "

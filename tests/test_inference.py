@@ -238,3 +238,19 @@ def test_frames_decoded_ahead_arrive_in_order_and_errors_reach_the_caller():
     assert next(stream)[0] == 0
     stream.close()  # the caller stops early: the decoder thread stops too
     assert closed == [True]
+
+
+def test_the_app_applies_the_stored_rule_and_both_thresholds(caplog):
+    """Videos: the model's rule and video threshold; per-crop calls: its crop threshold."""
+    meta = {"crop": crop_metadata("mtcnn", every=3), "aggregate": "max",
+            "aggregate_source": "train.py --aggregate", "threshold": 0.3,
+            "threshold_source": "val videos", "crop_threshold": 0.7,
+            "crop_threshold_source": "val crops"}
+    app = Analyzer(object(), meta)
+    assert (app.rule, app.threshold, app.crop_threshold) == ("max", 0.3, 0.7)
+    assert app.describe()["crop_threshold"] == 0.7
+    assert Analyzer(object(), meta, aggregate="mean", threshold=0.6).rule == "mean"
+    with caplog.at_level("WARNING"):
+        old = Analyzer(object(), {"crop": meta["crop"], "threshold": 0.4})
+    assert (old.rule, old.threshold, old.crop_threshold) == ("mean", 0.4, 0.4)
+    assert "predates video-level thresholds" in caplog.text
