@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, figures, metrics, report
+from .coverage import coverage_summary, read_uncovered, with_uncovered
 from .croptable import SPLIT_TABLE, Crop, load_split
 from .errors import PipelineError
 from .images import read_rgb
@@ -210,8 +211,16 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
         "bootstrap": ({"resamples": bootstrap, "seed": seed,
                        "confidence": metrics.CONFIDENCE} if bootstrap else None),
     }
-    result["frames"] = _level(y_frames, scores, crop_thr, bootstrap, seed, video_ids)
-    result["videos"] = _level(y_videos, s_videos, thr, bootstrap, seed, None)
+    groups = [v.group for v in videos]
+    result["frames"] = _level(y_frames, scores, crop_thr, bootstrap, seed,
+                              [c.group for c in crops])
+    result["videos"] = _level(y_videos, s_videos, thr, bootstrap, seed, groups)
+    uncovered = read_uncovered(data_root, split)
+    result["coverage"] = coverage_summary(len(videos), uncovered)
+    result["videos_uncovered_at_half"] = None
+    if uncovered:
+        y_all, s_all, g_all = with_uncovered(y_videos, s_videos, groups, uncovered)
+        result["videos_uncovered_at_half"] = _level(y_all, s_all, thr, bootstrap, seed, g_all)
     for level in LEVELS:
         for name, reason in result[level]["undefined"].items():
             log.warning("%s: %s undefined: %s", level, name, reason)

@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import faces as facelib
+from . import quality
 from .errors import PipelineError
 from .extract import Settings
 from .labels import VIDEO_EXTENSIONS
@@ -140,6 +141,7 @@ class Analyzer:
         point = resolve_operating_point(metadata, aggregate, threshold)
         self.threshold, self.threshold_source = point.threshold, point.threshold_source
         self.crop_threshold, self.rule = point.crop_threshold, point.aggregate
+        self.quality = quality.rules_of(metadata)
         self.batch_size = batch_size
         self.model_lock = threading.Lock()
         self._local = threading.local()
@@ -188,6 +190,7 @@ class Analyzer:
             "crop": {"detector": self.settings.detector, **self.settings.record()},
             "crop_source": self.settings_source,
             "crop_from_metadata": isinstance(meta.get("crop"), dict),
+            "quality_rules": meta.get("quality"),
             "metadata": meta,
         }
 
@@ -240,7 +243,8 @@ class Analyzer:
                                   "time_s": _seconds(index, info.fps),
                                   "box": [round(v, 1) for v in face.box],
                                   "face_size": round(face.size, 1),
-                                  "confidence": round(face.confidence, 4)})
+                                  "confidence": round(face.confidence, 4),
+                                  "sharpness": round(quality.jpeg_sharpness(jpeg), 3)})
                     if on_crop is not None:
                         on_crop(k, rgb, jpeg)
                     if keep_crops:
@@ -296,6 +300,7 @@ class Analyzer:
             "threshold_source": self.threshold_source, "aggregate": self.rule,
             "settings": {"detector": s.detector, **s.record()},
             "settings_source": self.settings_source, "model": _model_summary(self),
+            "quality_rules": self.metadata.get("quality"),
             "frames": frames, "faces": faces,
             "timing": {k: round(v, 4) for k, v in timing.items()},
         }
@@ -307,8 +312,11 @@ class Analyzer:
                           message=f"no face with confidence >= {s.min_confidence} in "
                                   f"{video['frames_sampled']} sampled frames")
         else:
-            vid_scores = [f["score"] for f in faces]
-            score = aggregate_videos(["video"] * len(faces), vid_scores, self.rule)["video"]
+            kept = self._quality_kept(faces, warnings)
+            vid_scores = [faces[i]["score"] for i in kept]
+            score = aggregate_videos(["video"] * len(kept), vid_scores, self.rule)["video"]
+            result["score_unfiltered"] = aggregate_videos(
+                ["video"] * len(faces), [f["score"] for f in faces], self.rule)["video"]
             fake = score >= self.threshold
             margin = score - self.threshold
             same = sum(1 for f in faces if (f["call"] == "fake") == fake)
@@ -320,6 +328,19 @@ class Analyzer:
                 warnings.append(f"judged on {len(faces)} face crop(s) only")
         result["warnings"] = warnings
         return result
+
+
+    def _quality_kept(self, faces: list[dict[str, Any]], warnings: list[str]) -> list[int]:
+        """Faces the training quality rules keep (marked ``quality_ok``); all of them, with a
+        warning, when none passes or the model records no rules."""
+        kept = quality.kept_faces(faces, self.quality)
+        for i, face in enumerate(faces):
+            face["quality_ok"] = i in set(kept)
+        if not kept:
+            warnings.append(f"none of the {len(faces)} face crops passes the training quality "
+                            "rules: judged on all of them")
+            return list(range(len(faces)))
+        return kept
 
 
 def _recorded_detector(meta: dict[str, Any]) -> str | None:

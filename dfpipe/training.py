@@ -39,6 +39,7 @@ from .models import (
     unfreeze_top,
 )
 from .operating import choose_operating_point, choose_threshold  # noqa: F401 - re-exported
+from .quality import rules_from_split
 from .scoring import aggregator
 
 log = logging.getLogger(__name__)
@@ -299,7 +300,7 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
     meta = _metadata(cfg, spec, precision, replicas, kind, feed, crop, threshold, val_auc,
                      train_crops, val_crops, history)
     boundary = phase_boundary(history)
-    meta.update(point, phase_boundary=boundary)
+    meta.update(point, phase_boundary=boundary, quality=rules_from_split(cfg.data))
     model_path = out / f"{spec.name}_best.h5"
     save_model(final, model_path, meta)
     (out / CHECKPOINT).unlink(missing_ok=True)

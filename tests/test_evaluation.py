@@ -352,3 +352,45 @@ def test_old_model_without_video_keys_loads_with_a_notice(split_root, tmp_path, 
     assert "no rule" in result["aggregation"]["source"]
     assert result["threshold"]["value"] == result["crop_threshold"]["value"] == 0.6
     assert "chosen on crops" in result["threshold"]["source"]
+
+
+def test_coverage_and_uncovered_videos_scored_one_half(model_path, tmp_path):
+    """Videos split.py could not keep count: coverage, and video metrics with them at 0.5."""
+    root = write_split(tmp_path / "covered", VIDEOS)
+    (root / "dropped_videos.csv").write_text(
+        "split,video_id,label,group,group_rule,relpath,reason,detail\n"
+        "test,r9,real,g-r9,self,real/r9.mp4,no_face,no face\n"
+        "test,f9,fake,g-r1,labels_csv,fake/f9.mp4,error,cannot open\n"
+        "val,v1,real,g-v1,self,real/v1.mp4,filtered,all 3 crops removed\n")
+    result = evaluation.evaluate(model_path, root, output=tmp_path / "out", bootstrap=50,
+                                 progress=False)
+    cov = result["coverage"]
+    assert (cov["videos_scored"], cov["videos_in_split"], cov["uncovered"]) == (6, 8, 2)
+    assert cov["fraction"] == 0.75 and cov["uncovered_by_reason"] == {"error": 1, "no_face": 1}
+    half = result["videos_uncovered_at_half"]
+    assert (half["count"], half["real"], half["fake"]) == (8, 4, 4)
+    covered_right = round(result["videos"]["metrics"]["accuracy"] * 6)
+    # at threshold 0.5 a 0.5 score is called fake: the fake f9 is right, the real r9 wrong
+    assert half["metrics"]["accuracy"] == pytest.approx((covered_right + 1) / 8)
+    saved = json.loads((tmp_path / "out" / report.METRICS_JSON).read_text())
+    assert saved["coverage"] == cov and saved["videos_uncovered_at_half"]["count"] == 8
+    text = (tmp_path / "out" / report.METRICS_TEXT).read_text()
+    assert "coverage     6 of 8 videos scored (75.0%); uncovered: error 1, no_face 1" in text
+    assert "2 uncovered ones scored 0.5" in text
+    plain = evaluation.evaluate(model_path, write_split(tmp_path / "plain", VIDEOS),
+                                output=tmp_path / "o2", bootstrap=0, progress=False)
+    assert plain["coverage"]["known"] is False and plain["videos_uncovered_at_half"] is None
+
+
+def test_video_bootstrap_resamples_identity_groups(model_path, tmp_path):
+    root = write_split(tmp_path / "grouped", VIDEOS)
+    table = (root / "split.csv").read_text()
+    for video, group in (("r1", "A"), ("f1", "A"), ("r2", "B"), ("f2", "B"), ("r3", "C"),
+                         ("f3", "C")):
+        table = table.replace(f",{video},g-{video},", f",{video},{group},")
+    (root / "split.csv").write_text(table)
+    result = evaluation.evaluate(model_path, root, output=tmp_path / "out", bootstrap=30,
+                                 progress=False)
+    for level in ("frames", "videos"):
+        assert result[level]["ci"]["unit"] == "cluster"
+        assert result[level]["ci"]["clusters"] == 3, level

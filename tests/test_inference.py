@@ -19,6 +19,7 @@ from app_support import (
 )
 
 from dfpipe import faces as facelib
+from dfpipe import quality
 from dfpipe.errors import PipelineError
 from dfpipe.extract import Settings, VideoJob, process_video
 from dfpipe.images import read_rgb
@@ -254,3 +255,32 @@ def test_the_app_applies_the_stored_rule_and_both_thresholds(caplog):
         old = Analyzer(object(), {"crop": meta["crop"], "threshold": 0.4})
     assert (old.rule, old.threshold, old.crop_threshold) == ("mean", 0.4, 0.4)
     assert "predates video-level thresholds" in caplog.text
+
+
+def test_the_app_applies_the_training_quality_rules(tmp_path, media, centre):
+    """Crops training's filter would drop do not decide the verdict; unfiltered is reported."""
+    rules = {"min_face": 0, "min_sharpness": 0.0, "min_confidence": 0.0, "max_per_video": 2,
+             "source": "test"}
+    path = save_tiny_model(tmp_path / "q.h5", seed=3, crop=crop_metadata("centre", every=2),
+                           quality=rules)
+    app = Analyzer.load(path)
+    jpegs = {}
+    result = app.analyze(media["face"], on_crop=lambda k, rgb, jpeg: jpegs.update({k: jpeg})
+                         ).result
+    faces = result["faces"]
+    assert len(faces) == 6 and [f["quality_ok"] for f in faces].count(True) == 2
+    kept = [f["score"] for f in faces if f["quality_ok"]]
+    assert [f["frame"] for f in faces if f["quality_ok"]] == [2, 8]  # spread evenly over time
+    assert result["score"] == pytest.approx(float(np.mean(kept)))
+    assert result["score_unfiltered"] == pytest.approx(float(np.mean([f["score"]
+                                                                       for f in faces])))
+    assert result["quality_rules"] == rules
+    for k, face in enumerate(faces):  # sharpness measured as split.py measures a saved crop
+        (tmp_path / f"{k}.jpg").write_bytes(jpegs[k])
+        assert face["sharpness"] == pytest.approx(
+            quality.image_sharpness(tmp_path / f"{k}.jpg"), abs=1e-3)
+    strict = save_tiny_model(tmp_path / "s.h5", seed=3, crop=crop_metadata("centre", every=2),
+                             quality={**rules, "min_face": 10_000, "max_per_video": None})
+    result = Analyzer.load(strict).analyze(media["face"]).result
+    assert result["score"] == pytest.approx(result["score_unfiltered"])
+    assert any("passes the training quality rules" in w for w in result["warnings"])

@@ -456,3 +456,79 @@ def test_ungrouped_fakes_are_refused_unless_labelled_or_allowed(tmp_path):
     assert rows["clip-dddd"]["group"] == rows["r3"]["group"] == rows["f3"]["group"]
     assert rows["clip-dddd"]["group_rule"] == "labels_csv"
     assert rows["clip-dddd"]["split"] == rows["r3"]["split"]
+
+
+def test_dropped_videos_are_listed_per_split_with_their_reason(tmp_path):
+    root = tmp_path / "pre"
+    _filler_groups(root)
+    add_video(root, "nf", "fake", "g1", 0, status="no_face")
+    add_video(root, "err", "real", "g2", 0, status="error")
+    add_video(root, "blur", "fake", "g3", 2, blurred={0, 1})
+    add_video(root, "lonely", "real", "solo", 0, status="no_face")
+    report = run_split(root, tmp_path / "out", workers=1)
+    rows = read_table(tmp_path / "out")
+    split_of = {r["video_id"]: r["split"] for r in rows}
+    with open(tmp_path / "out" / "dropped_videos.csv", newline="", encoding="utf-8") as fh:
+        dropped = {r["video_id"]: r for r in csv.DictReader(fh)}
+    assert set(dropped) == {"nf", "err", "blur", "lonely"}
+    assert {k: v["reason"] for k, v in dropped.items()} == {
+        "nf": "no_face", "err": "error", "blur": "filtered", "lonely": "no_face"}
+    assert dropped["nf"]["split"] == split_of["r1"]  # with the rest of its group
+    assert dropped["err"]["split"] == split_of["r2"]
+    assert dropped["blur"]["split"] == split_of["r3"]
+    assert dropped["lonely"]["split"] in SPLIT_NAMES and dropped["lonely"]["group"] == "solo"
+    assert dropped["blur"]["detail"] == "all 2 crops removed by the quality filter"
+    counted = sum(sum(c.values()) for c in report["dropped_videos"].values())
+    assert counted == 4
+    assert "videos without a kept crop" in (tmp_path / "out" / "split_report.txt").read_text()
+
+
+def test_min_confidence_defaults_to_the_value_preprocess_used(tmp_path):
+    root = tmp_path / "pre"
+    for g in range(6):
+        add_video(root, f"r{g}", "real", f"g{g}", 3, confidences={0: 0.85})
+        add_video(root, f"f{g}", "fake", f"g{g}", 3)
+    lines = (root / "manifest.jsonl").read_text().replace('"min_confidence": 0.9',
+                                                          '"min_confidence": 0.8')
+    (root / "manifest.jsonl").write_text(lines)
+    report = run_split(root, tmp_path / "out", workers=1)
+    assert report["filter"]["min_confidence"] == 0.8
+    assert report["filter"]["removed"]["confidence"] == 0
+    assert report["filter"]["min_confidence_source"] == "the manifest (preprocess's value)"
+    strict = run_split(root, tmp_path / "strict", workers=1,
+                       rules=QualityRules(min_confidence=0.9))
+    assert strict["filter"]["removed"]["confidence"] == 6
+
+
+def test_crop_settings_given_to_split_fill_what_the_manifest_lacks(tmp_path):
+    root = tmp_path / "pre"
+    _filler_groups(root)
+    bare = "\n".join(json.dumps({k: v for k, v in json.loads(line).items()
+                                 if k not in ("settings", "detector")})
+                     for line in (root / "manifest.jsonl").read_text().splitlines()) + "\n"
+    (root / "manifest.jsonl").write_text(bare)
+    unknown = run_split(root, tmp_path / "unknown", workers=1)
+    assert unknown["preprocess"] is None and unknown["crop_source"] is None
+    known = run_split(root, tmp_path / "known", workers=1,
+                      crop={"margin": 1.0, "size": 24, "detector": None})
+    assert known["preprocess"] == {"margin": 1.0, "size": 24}
+    assert known["crop_source"] == "split.py options"
+    with pytest.raises(PipelineError, match="--margin 1.0 contradicts the manifest"):
+        run_split(tempting_root(tmp_path), tmp_path / "x", crop={"margin": 1.0})
+
+
+def tempting_root(tmp_path: Path) -> Path:
+    root = tmp_path / "with_settings"
+    _filler_groups(root)
+    return root
+
+
+def test_quality_rules_of_a_split_travel_to_the_model_metadata(split_out, tmp_path):
+    from dfpipe.quality import rules_from_split, rules_of
+
+    out, report = split_out
+    rules = rules_from_split(out)
+    assert rules == {"min_face": 40, "min_sharpness": 20.0, "min_confidence": 0.9,
+                     "max_per_video": None, "source": "split_report.json of the training split"}
+    assert rules_of({"quality": rules}) == QualityRules(min_confidence=0.9)
+    assert rules_from_split(tmp_path) is None and rules_of({}) is None

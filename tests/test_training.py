@@ -143,6 +143,7 @@ def test_one_epoch_writes_a_model_that_reloads_to_the_same_predictions(tmp_path:
     assert meta["threshold"] == choose_threshold(per_video["y"], per_video["s"])
     assert meta["crop_threshold"] == choose_threshold([c.label for c in val], result.val_scores)
     assert meta["phase_boundary"] == 0  # --weights none: no head phase
+    assert meta["quality"] is None  # this split report states no filter
     assert meta["training"]["precision"] == result.precision
 
     crops = np.stack([read_rgb(p) for p in result.val_paths]).astype("float32")
