@@ -128,7 +128,12 @@ def predict(args: argparse.Namespace) -> int:
     from dfpipe.inference import find_videos, predict_videos
 
     videos = find_videos(args.inputs)
-    rows = predict_videos(_analyzer(args), videos, args.out)
+    if args.out.suffix.lower() not in (".csv", ".json"):
+        raise PipelineError(f"--out must end in .csv or .json, not {args.out.name}")
+    analyzer = _analyzer(args)
+    if analyzer.crop_unknown:
+        print(f"note: {analyzer.crop_notice}")
+    rows = predict_videos(analyzer, videos, args.out)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1

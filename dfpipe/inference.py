@@ -142,6 +142,15 @@ class Analyzer:
         self.threshold, self.threshold_source = point.threshold, point.threshold_source
         self.crop_threshold, self.rule = point.crop_threshold, point.aggregate
         self.quality = quality.rules_of(metadata)
+        self.crop_unknown = unknown_crop_settings(metadata)
+        self.crop_notice = ""
+        if self.crop_unknown:
+            used = ", ".join(f"{k} {getattr(self.settings, k)}" for k in self.crop_unknown)
+            self.crop_notice = (f"crop settings unknown: the model's metadata does not record "
+                                f"{', '.join(self.crop_unknown)} (trained on crops made "
+                                f"elsewhere?); new videos are cropped with {used}, which may "
+                                "differ from its training crops")
+            log.warning("%s", self.crop_notice)
         self.batch_size = batch_size
         self.model_lock = threading.Lock()
         self._local = threading.local()
@@ -151,12 +160,15 @@ class Analyzer:
     @classmethod
     def load(cls, model_path: Path, **options: Any) -> Analyzer:
         """Load the model file once (checked against its metadata) and prepare the detector."""
+        from .modelio import read_metadata
         from .models import load_detector
 
+        settings, _ = settings_from_metadata(read_metadata(Path(model_path)),
+                                             options.get("detector"), options.get("every"),
+                                             options.get("frames"))
+        facelib.preflight(settings.detector)  # cheap checks before the model loads
         model, meta = load_detector(Path(model_path))
-        analyzer = cls(model, meta, model_path=Path(model_path), **options)
-        facelib.preflight(analyzer.settings.detector)
-        return analyzer
+        return cls(model, meta, model_path=Path(model_path), **options)
 
     def detector(self) -> facelib.Detector:
         """This thread's face detector, built on first use."""
@@ -190,6 +202,7 @@ class Analyzer:
             "crop": {"detector": self.settings.detector, **self.settings.record()},
             "crop_source": self.settings_source,
             "crop_from_metadata": isinstance(meta.get("crop"), dict),
+            "crop_unknown": self.crop_unknown,
             "quality_rules": meta.get("quality"),
             "metadata": meta,
         }
@@ -290,8 +303,9 @@ class Analyzer:
             warnings.append(f"the video ended early: the container announces "
                             f"{info.reported_frames} frames but {info.frames_read} could be "
                             "decoded (truncated or damaged file); judged on what was read")
-        if not self.settings_source.startswith("the model metadata"):
-            warnings.append("crop settings are preprocess defaults, not the model's own")
+        if self.crop_unknown:
+            warnings.append(self.crop_notice)
+            log.warning("%s: %s", path.name, self.crop_notice)
         if self.trained_detector and self.trained_detector != s.detector:
             warnings.append(f"faces found by {s.detector} but the model was trained on "
                             f"{self.trained_detector} crops")
@@ -300,7 +314,7 @@ class Analyzer:
             "threshold_source": self.threshold_source, "aggregate": self.rule,
             "settings": {"detector": s.detector, **s.record()},
             "settings_source": self.settings_source, "model": _model_summary(self),
-            "quality_rules": self.metadata.get("quality"),
+            "quality_rules": self.metadata.get("quality"), "crop_unknown": self.crop_unknown,
             "frames": frames, "faces": faces,
             "timing": {k: round(v, 4) for k, v in timing.items()},
         }
@@ -341,6 +355,14 @@ class Analyzer:
                             "rules: judged on all of them")
             return list(range(len(faces)))
         return kept
+
+
+def unknown_crop_settings(meta: dict[str, Any]) -> list[str]:
+    """Which of margin, size and detector the model's metadata leaves unrecorded."""
+    crop = meta.get("crop") if isinstance(meta.get("crop"), dict) else {}
+    inner = crop.get("settings") if isinstance(crop.get("settings"), dict) else {}
+    return [k for k in ("margin", "size", "detector")
+            if crop.get(k) is None and inner.get(k) is None]
 
 
 def _recorded_detector(meta: dict[str, Any]) -> str | None:

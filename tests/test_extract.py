@@ -215,3 +215,27 @@ def test_shared_clips_with_mtcnn(tmp_path):
         assert rec["frames_read"] > 100
         image = cv2.imread(str(tmp_path / "out" / rec["crops"][0]["file"]))
         assert image.shape == (299, 299, 3) and np.std(image) > 10
+
+
+def test_overwrite_redoes_videos_recorded_in_other_manifests(tmp_path, centre):
+    data = _numbered_dataset(tmp_path / "data", 3, 3)
+    out = tmp_path / "out"
+    run(data, out, Settings(detector="centre", every=10, size=32))
+    first = {r["video_id"]: r["finished"] for r in read_manifests(out)}
+    redo = run(data, out, Settings(detector="centre", every=5, size=32), shard=(0, 2),
+               overwrite=True)
+    share = {j.video_id for j in discover(data) if in_shard(j, (0, 2))}
+    assert share and redo.skipped == 0 and redo.statuses["ok"] == len(share)
+    latest = {r["video_id"]: r for r in read_manifests(out)}
+    for vid in share:  # the newer record wins, whichever manifest holds it
+        assert latest[vid]["finished"] > first[vid] and latest[vid]["settings"]["every"] == 5
+
+
+def test_a_missing_input_is_named_before_the_detector_is_checked(tmp_path, monkeypatch):
+    def no_weights(name):
+        raise PipelineError(f"{name} weights missing")
+
+    monkeypatch.setattr(facelib, "preflight", no_weights)
+    with pytest.raises(PipelineError, match="input folder not found"):
+        run(tmp_path / "no" / "such", tmp_path / "out", Settings(detector="retinaface"))
+    assert not (tmp_path / "out").exists()

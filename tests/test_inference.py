@@ -170,7 +170,49 @@ def test_missing_crop_metadata_is_reported(tmp_path, media):
     info = app.describe()
     assert info["crop_from_metadata"] is False and "preprocess defaults" in info["crop_source"]
     result = app.analyze(media["face"]).result
-    assert any("preprocess defaults" in w for w in result["warnings"])
+    assert any(w.startswith("crop settings unknown") for w in result["warnings"])
+    assert result["crop_unknown"] == ["margin", "size", "detector"]
+
+
+def test_partly_recorded_crop_settings_are_named_in_result_log_and_predict(tmp_path, media,
+                                                                          caplog, capsys):
+    """A model trained on crops whose margin was never recorded: the app says so, everywhere."""
+    crop = crop_metadata("mtcnn", every=4)
+    crop.pop("margin")
+    crop["settings"].pop("margin")
+    path = save_tiny_model(tmp_path / "nomargin.h5", bias=4.0, crop=crop)
+    with caplog.at_level("WARNING"):
+        app = Analyzer.load(path)
+        result = app.analyze(media["face"]).result
+    assert app.describe()["crop_unknown"] == ["margin"] == result["crop_unknown"]
+    notice = next(w for w in result["warnings"] if w.startswith("crop settings unknown"))
+    assert "does not record margin" in notice and "margin 1.3" in notice
+    assert caplog.text.count("crop settings unknown") >= 2  # at load and for the video
+    code = app_script().main(["predict", str(media["face"]), "--model", str(path),
+                              "--out", str(tmp_path / "r.csv")])
+    assert code == 0 and "note: crop settings unknown" in capsys.readouterr().out
+    known = Analyzer.load(save_tiny_model(tmp_path / "full.h5", crop=crop_metadata("mtcnn")))
+    assert known.crop_unknown == [] and not known.crop_notice
+
+
+def test_detector_is_checked_before_the_model_loads(tmp_path, monkeypatch):
+    import dfpipe.models
+
+    path = save_tiny_model(tmp_path / "r.h5", crop=crop_metadata("retinaface"))
+
+    def refuse(name):
+        raise PipelineError(f"{name} weights missing")
+
+    def loaded(*_):
+        raise AssertionError("the model was loaded before the cheap checks")
+
+    monkeypatch.setattr(facelib, "preflight", refuse)
+    monkeypatch.setattr(dfpipe.models, "load_detector", loaded)
+    with pytest.raises(PipelineError, match="retinaface weights missing"):
+        Analyzer.load(path)
+    with pytest.raises(PipelineError, match="--out must end in .csv or .json"):
+        app_script().main(["predict", str(path), "--model", str(tmp_path / "r.h5"),
+                           "--out", str(tmp_path / "r.txt")])
 
 
 def test_predict_command_writes_one_row_per_video(tmp_path, fake_model, media):
