@@ -239,3 +239,22 @@ def test_a_missing_input_is_named_before_the_detector_is_checked(tmp_path, monke
     with pytest.raises(PipelineError, match="input folder not found"):
         run(tmp_path / "no" / "such", tmp_path / "out", Settings(detector="retinaface"))
     assert not (tmp_path / "out").exists()
+
+
+def test_preprocess_prints_how_many_fakes_have_no_known_source(tmp_path, centre, monkeypatch,
+                                                               capsys):
+    import importlib.util
+
+    data = _numbered_dataset(tmp_path / "data", 2, 1)
+    write_numbered_video(data / "fake" / "other" / "clip.mp4", 20)
+    spec = importlib.util.spec_from_file_location(
+        "preprocess_script", Path(__file__).resolve().parents[1] / "preprocess.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr("sys.argv", ["preprocess.py", "--input", str(data), "--output",
+                                     str(tmp_path / "out"), "--detector", "centre",
+                                     "--every", "10", "--size", "32"])
+    assert script.main() == 0
+    printed = capsys.readouterr().out
+    assert "fakes with no known source (each its own group, a leak risk): 1" in printed
+    assert "--allow-ungrouped-fakes" in printed
