@@ -343,13 +343,13 @@ class Analyzer:
         result["warnings"] = warnings
         return result
 
-
     def _quality_kept(self, faces: list[dict[str, Any]], warnings: list[str]) -> list[int]:
         """Faces the training quality rules keep (marked ``quality_ok``); all of them, with a
         warning, when none passes or the model records no rules."""
         kept = quality.kept_faces(faces, self.quality)
+        passing = set(kept)
         for i, face in enumerate(faces):
-            face["quality_ok"] = i in set(kept)
+            face["quality_ok"] = i in passing
         if not kept:
             warnings.append(f"none of the {len(faces)} face crops passes the training quality "
                             "rules: judged on all of them")
