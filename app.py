@@ -37,11 +37,12 @@ def _analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", choices=list(DETECTORS), default=None,
                    help="face detector; None: the one the model's crops were made with")
     p.add_argument("--aggregate", choices=list(scoring.AGGREGATORS), default=None,
-                   help="how crop scores become a video score; None: the model's rule, else "
-                        "mean, as evaluate.py")
+                   help="how crop scores become a video score; None: the rule stored with "
+                        "the model (train.py --aggregate), mean for models that store none")
     p.add_argument("--threshold", type=float, default=None,
-                   help="P(fake) at or above which a video is FAKE; None: the threshold chosen "
-                        "on validation, stored with the model")
+                   help="P(fake) at or above which a video is FAKE; None: the video-level "
+                        "threshold stored with the model (chosen on validation videos with "
+                        "its rule; older models: their crop-level one, with a notice)")
     p.add_argument("--every", type=int, default=None,
                    help="score every Nth frame; None: the sampling of the training crops")
     p.add_argument("--frames", type=int, default=None,
@@ -171,8 +172,13 @@ def predict(args: argparse.Namespace) -> int:
     from dfpipe.batchpredict import find_videos, predict_videos
 
     videos = find_videos(args.inputs)
+    if args.out.suffix.lower() not in (".csv", ".json"):
+        raise PipelineError(f"--out must end in .csv or .json, not {args.out.name}")
     limits = _limits(args)
-    rows = predict_videos(_analyzer(args), videos, args.out, limits)
+    analyzer = _analyzer(args)
+    if analyzer.crop_unknown:
+        print(f"note: {analyzer.crop_notice}")
+    rows = predict_videos(analyzer, videos, args.out, limits)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1

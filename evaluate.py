@@ -27,13 +27,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "folder laid out as <split>/{real,fake}/<video>/<image>")
     p.add_argument("--split", default=evaluation.DEFAULT_SPLIT,
                    help="which split to score (train, val, test, or a folder name under --data)")
-    p.add_argument("--aggregate", choices=list(scoring.AGGREGATORS),
-                   default=evaluation.DEFAULT_RULE,
+    p.add_argument("--aggregate", choices=list(scoring.AGGREGATORS), default=None,
                    help="how a video's crop scores become its score (confident: the DFDC "
-                        "winner's rule, mean of the confident frames when there are enough)")
+                        "winner's rule, mean of the confident frames when there are enough); "
+                        "None: the rule stored with the model (train.py --aggregate), mean "
+                        "for models that store none")
     p.add_argument("--threshold", type=float, default=None,
-                   help="P(fake) at or above which a crop or video is called fake "
-                        "(default: the threshold chosen on validation, stored with the model)")
+                   help="P(fake) at or above which a video is called fake; None: the "
+                        "video-level threshold stored with the model (chosen on validation "
+                        "videos with its rule; older models: their crop-level one, with a "
+                        "notice)")
+    p.add_argument("--crop-threshold", type=float, default=None,
+                   help="P(fake) at or above which a crop is called fake (frame metrics); "
+                        "None: the crop-level threshold stored with the model")
     p.add_argument("--output", type=Path, default=evaluation.DEFAULT_OUTPUT,
                    help="folder for the figures, reports and prediction tables")
     p.add_argument("--batch-size", type=int, default=scoring.DEFAULT_BATCH_SIZE,
@@ -50,9 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluation.evaluate(args.model, args.data, split=args.split,
                                  aggregate=args.aggregate, threshold=args.threshold,
                                  output=args.output, batch_size=args.batch_size,
-                                 bootstrap=args.bootstrap, seed=args.seed)
+                                 bootstrap=args.bootstrap, seed=args.seed,
+                                 crop_threshold=args.crop_threshold)
     thr = result["threshold"]
-    print(f"threshold {thr['value']:.4f} from {thr['source']}")
+    crop = result["crop_threshold"]
+    print(f"threshold {thr['value']:.4f} for videos ({result['aggregation']['rule']} rule) from "
+          f"{thr['source']}; {crop['value']:.4f} for frames from {crop['source']}")
     for level in evaluation.LEVELS:
         lvl = result[level]
         m = lvl["metrics"]

@@ -72,6 +72,10 @@ def main() -> int:
         print(f"  {line}")
     if len(summary.errors) > 20:
         print(f"  ... and {len(summary.errors) - 20} more (see the manifest)")
+    print(f"fakes with no known source (each its own group, a leak risk): "
+          f"{summary.ungrouped_fakes}" + ("" if not summary.ungrouped_fakes else
+          " - give their source with --labels (path,label,group), or split.py will refuse "
+          "them unless --allow-ungrouped-fakes"))
     return 0
 
 

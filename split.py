@@ -1,9 +1,11 @@
-"""Stage 2: quality-filter face crops and split them into train/val/test by source group.
+"""Stage 2: quality-filter face crops and split them into train/val/test by identity group.
 
     python split.py --input preprocessed --output preprocessed_split
 
-A real video and every fake made from it (their ``group`` in the manifest) always land in
-the same split, so no face is seen in training and again in testing.
+Every video involving the same person (a real video, the fakes made from it, the fakes that
+show its face) lands in one split, as far as the evidence shows: a labels CSV, DFDC
+metadata, FaceForensics++ and Celeb-DF names. Fakes with no known source are refused
+unless --allow-ungrouped-fakes.
 
 A folder of already-cropped faces with a labels CSV (path,label[,group]) is split the same way:
 
@@ -25,21 +27,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--input", type=Path, default=Path("preprocessed"),
                    help="preprocess.py output folder (crops + manifest*.jsonl), or a folder "
                         "of face crops with a labels CSV (see --labels)")
-    crops = p.add_argument_group("crops-folder input (face crops without a manifest)")
-    crops.add_argument("--labels", type=Path, default=None,
-                       help="CSV with columns path,label[,group] (paths relative to --input; "
-                            "optional columns video, frame, face_width, face_height, "
-                            "confidence); None: --input/labels.csv when --input has no manifest")
-    crops.add_argument("--group-column", default=None,
-                       help="column naming each crop's source group; None: the first of "
-                            f"{', '.join(cropfolder.GROUP_COLUMNS)} present, else each video "
-                            "is its own group")
-    crops.add_argument("--margin", type=float, default=None,
-                       help="face-box margin the crops were cut with (1.0 = tight box), "
-                            "recorded in the model metadata; None: recorded as unknown")
-    crops.add_argument("--crop-size", type=int, default=None,
-                       help="side in pixels the crops were resized to, recorded likewise; "
-                            "None: unknown")
     p.add_argument("--output", type=Path, default=Path("preprocessed_split"),
                    help="folder to create with train/val/test, split.csv and the report")
     how = p.add_mutually_exclusive_group()
@@ -60,11 +47,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "original frame (before resizing)")
     p.add_argument("--min-sharpness", type=float, default=quality.MIN_SHARPNESS,
                    help="drop crops whose variance of the Laplacian (blur measure) is lower")
-    p.add_argument("--min-confidence", type=float, default=quality.MIN_CONFIDENCE,
-                   help="drop crops whose detector confidence is lower")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="drop crops whose detector confidence is lower (None: the value "
+                        f"preprocess used, from the manifest; {quality.MIN_CONFIDENCE} if it "
+                        "does not say)")
     p.add_argument("--max-per-video", type=int, default=None,
                    help="keep at most this many crops per video, spread evenly over time "
                         "(None keeps them all)")
+    p.add_argument("--labels", type=Path, default=None,
+                   help="CSV path,label[,group]. For a preprocess.py output: paths as in the "
+                        "manifest's relpath (relative to the dataset root), its group column "
+                        "(several ids joined by |, e.g. 519|515) adds identities to the groups. "
+                        "For a crops folder (no manifest): paths relative to --input, optional "
+                        "columns video, frame, face_width, face_height, confidence; None: "
+                        "--input/labels.csv when --input has no manifest")
+    p.add_argument("--group-column", default=None,
+                   help="crops folder: the column naming each crop's source group; None: the "
+                        f"first of {', '.join(cropfolder.GROUP_COLUMNS)} present, else each "
+                        "video is its own group")
+    p.add_argument("--allow-ungrouped-fakes", action="store_true",
+                   help="split even when some fakes have no known source (each is then its "
+                        "own group, and the face it shows may sit in another split)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="crop margin the crops were made with, recorded for the model when "
+                        "the manifest does not say (None: the manifest's, else unknown)")
+    p.add_argument("--size", type=int, default=None,
+                   help="crop side in pixels, recorded when the manifest does not say")
+    p.add_argument("--detector", default=None,
+                   help="face detector the crops were made with, recorded when the manifest "
+                        "does not say")
     p.add_argument("--copy", action="store_true",
                    help="copy the crops instead of hard-linking them (links are used when "
                         "possible, copies otherwise)")
@@ -82,12 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     rules = quality.QualityRules(min_face=args.min_face, min_sharpness=args.min_sharpness,
                                  min_confidence=args.min_confidence,
                                  max_per_video=args.max_per_video)
+    loader = cropfolder.loader_for(args.input, args.labels, args.group_column, args.margin,
+                                   args.size)
     report = splits.run_split(args.input, args.output, rules=rules, ratios=args.ratios,
                               seed=args.seed, protocol=args.protocol, unlisted=args.unlisted,
                               copy=args.copy, overwrite=args.overwrite, workers=args.workers,
-                              loader=cropfolder.loader_for(args.input, args.labels,
-                                                           args.group_column, args.margin,
-                                                           args.crop_size))
+                              labels=None if loader else args.labels, loader=loader,
+                              allow_ungrouped_fakes=args.allow_ungrouped_fakes,
+                              crop={"margin": args.margin, "size": args.size,
+                                    "detector": args.detector})
     print(splits.report_text(report), end="")
     print(f"written to {args.output} ({report['link_mode']})")
     return 0

@@ -20,6 +20,7 @@ from dfpipe.models import BACKBONES  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from dfpipe.data import BALANCE_MODES
+    from dfpipe.scoring import AGGREGATORS
     from dfpipe.training import PRECISIONS, config_fields
 
     d = config_fields()
@@ -64,6 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="epochs without a better val AUC before stopping a phase")
     p.add_argument("--lr-patience", type=int, default=d["lr_patience"],
                    help="epochs without a better val AUC before cutting the learning rate")
+    p.add_argument("--aggregate", default=d["aggregate"], choices=list(AGGREGATORS),
+                   help="rule turning a video's crop scores into its score; validation crops "
+                        "are aggregated per video with it and the video-level threshold is "
+                        "chosen on those videos (evaluate and the app default to both)")
     p.add_argument("--seed", type=int, default=d["seed"], help="seed for every random choice")
     return p.parse_args(argv)
 
@@ -78,7 +83,7 @@ def main() -> int:
         epochs=args.epochs, lr=args.lr, fine_tune_lr=args.fine_tune_lr, dropout=args.dropout,
         unfreeze=args.unfreeze, precision=args.precision, balance=args.balance,
         augment=not args.no_augment, patience=args.patience, lr_patience=args.lr_patience,
-        seed=args.seed)
+        seed=args.seed, aggregate=args.aggregate)
     result = train(config, verbose=1 if sys.stdout.isatty() else 2)
     meta = result.metadata
     print(f"model:      {result.model_path}")
@@ -86,8 +91,9 @@ def main() -> int:
           f"weights {meta['config']['weights']}")
     print(f"precision:  {result.precision} ({result.replicas} replica(s)); saved as float32")
     print(f"epochs:     {result.epochs_run} in {result.seconds / 60:.1f} min")
-    print(f"val AUC:    {result.best_val_auc:.4f}; threshold {result.threshold:.4f} "
-          f"({meta['threshold_source']})")
+    print(f"val AUC:    {result.best_val_auc:.4f} (crops)")
+    print(f"threshold:  {result.threshold:.4f} for videos ({meta['threshold_source']}); "
+          f"{meta['crop_threshold']:.4f} for crops")
     return 0
 
 

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PipelineError
-from .groups import GROUP_COLUMNS
+from .groups import GROUP_COLUMNS, ID_SEPARATOR, SELF_RULE, connect, is_ungrouped_fake
 from .labels import CLASS_NAMES, IMAGE_EXTENSIONS
 from .manifest import manifest_paths
 from .quality import FaceCrop
+from .splitinput import VideoRecord
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class CropSettings:
         if self.margin is not None and not (math.isfinite(self.margin) and self.margin > 0):
             raise PipelineError(f"--margin must be a positive number, got {self.margin}")
         if self.size is not None and self.size < 1:
-            raise PipelineError(f"--crop-size must be at least 1 pixel, got {self.size}")
+            raise PipelineError(f"--size must be at least 1 pixel, got {self.size}")
 
     def record(self, labels: Path) -> dict[str, Any]:
         """The ``preprocess`` entry of the split report, read into the model's metadata."""
@@ -83,24 +84,25 @@ def make_loader(labels: Path, group_column: str | None = None,
 
 
 def loader_for(root: Path, labels: Path | None, group_column: str | None = None,
-               margin: float | None = None, crop_size: int | None = None) -> Loader | None:
-    """split.py's choice: the crops-folder loader when ``labels`` is given or ``root`` holds
-    labels.csv and no manifest; None (read the manifest) otherwise. Crops-folder options given
-    for a preprocess output are refused rather than silently ignored."""
-    settings = CropSettings(margin=margin, size=crop_size)
+               margin: float | None = None, size: int | None = None) -> Loader | None:
+    """split.py's choice: the crops-folder loader when ``root`` holds no manifest and a labels
+    CSV is given (or lies at ``root/labels.csv``); None (read the manifest, where ``labels``
+    only adds identities) otherwise. ``--group-column`` given for a preprocess output is
+    refused rather than silently ignored."""
+    root = Path(root)
+    if root.is_dir() and manifest_paths(root):
+        if group_column is not None:
+            raise PipelineError("--group-column describes a crops folder; a preprocess.py "
+                                "output records its own groups (add ids with --labels)")
+        return None
     if labels is None:
         labels = default_labels(root)
         if labels is not None:
             log.info("no manifest in %s: reading it as a crops folder labelled by %s",
                      root, labels)
-    if labels is not None:
-        return make_loader(labels, group_column, settings)
-    given = [name for name, value in (("--group-column", group_column), ("--margin", margin),
-                                      ("--crop-size", crop_size)) if value is not None]
-    if given:
-        raise PipelineError(f"{', '.join(given)} describe a crops folder: pass --labels CSV "
-                            "(a preprocess.py output records its own groups and settings)")
-    return None
+    if labels is None:
+        return None
+    return make_loader(labels, group_column, CropSettings(margin=margin, size=size))
 
 
 def _stem(name: str) -> str:
@@ -165,7 +167,7 @@ def read_rows(labels: Path, group_column: str | None = None) -> list[dict[str, A
                 known = [s for s in sizes if not math.isnan(s)]
                 rows.append({
                     "path": path, "label": label,
-                    "group": _stem((row.get(group_col) or "").strip()) if group_col else "",
+                    "group": _ids((row.get(group_col) or "") if group_col else ""),
                     "video": _stem((row.get(video_col) or "").strip()) if video_col else "",
                     "frame": _number(row.get("frame"), "frame", where),
                     "face_size": max(known) if known else math.nan,
@@ -175,6 +177,11 @@ def read_rows(labels: Path, group_column: str | None = None) -> list[dict[str, A
     if not rows:
         raise PipelineError(f"{labels} lists no crops")
     return rows
+
+
+def _ids(text: str) -> tuple[str, ...]:
+    """The identities a group cell lists (``519|515`` gives two), as file stems."""
+    return tuple(sorted({_stem(p.strip()) for p in text.split(ID_SEPARATOR) if p.strip()}))
 
 
 def _video_id(row: dict[str, Any]) -> str:
@@ -206,25 +213,35 @@ def load_crop_folder(root: Path, labels: Path, group_column: str | None = None,
     by_video: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_video[_video_id(row)].append(row)
-    crops: list[FaceCrop] = []
-    videos_by_label: Counter[str] = Counter()
-    for video in sorted(by_video):
-        members = by_video[video]
+    identities: dict[str, list[str]] = {}
+    for video, members in by_video.items():
         kinds = {r["label"] for r in members}
         if len(kinds) > 1:
             raise PipelineError(f"{labels}: video {video} has both real and fake crops "
                                 "(one label per video)")
-        groups = {r["group"] for r in members if r["group"]}
-        if len(groups) > 1:
+        named = {r["group"] for r in members if r["group"]}
+        if len(named) > 1:
             raise PipelineError(f"{labels}: video {video} is in several groups "
-                                f"({', '.join(sorted(groups))}); one group per video")
-        group = groups.pop() if groups else video
-        videos_by_label[members[0]["label"]] += 1
+                                f"({', '.join('|'.join(g) for g in sorted(named))}); "
+                                "one group per video")
+        identities[video] = sorted({video, *(named.pop() if named else ())})
+    groups = connect(identities)
+    crops: list[FaceCrop] = []
+    records: list[VideoRecord] = []
+    videos_by_label: Counter[str] = Counter()
+    for video in sorted(by_video):
+        members = by_video[video]
+        label = members[0]["label"]
+        rule = "labels_csv" if len(identities[video]) > 1 else SELF_RULE
+        videos_by_label[label] += 1
+        records.append(VideoRecord(video, label, groups[video], rule, members[0]["path"], "ok",
+                                   "", tuple(identities[video])))
         for i, r in enumerate(members):
             frame = i if math.isnan(r["frame"]) else int(r["frame"])
-            crops.append(FaceCrop(file=r["path"], label=r["label"], video_id=video, group=group,
-                                  frame=frame, face=0, face_size=r["face_size"],
-                                  confidence=r["confidence"]))
+            crops.append(FaceCrop(file=r["path"], label=label, video_id=video,
+                                  group=groups[video], frame=frame, face=0,
+                                  face_size=r["face_size"], confidence=r["confidence"],
+                                  group_rule=rule))
     unknown = {"face_size": sum(math.isnan(c.face_size) for c in crops),
                "confidence": sum(math.isnan(c.confidence) for c in crops)}
     for rule, n in unknown.items():
@@ -236,5 +253,7 @@ def load_crop_folder(root: Path, labels: Path, group_column: str | None = None,
     stats = {"source": SOURCE, "labels": str(labels),
              "videos_in_manifest": len(by_video), "videos_by_status": {"ok": len(by_video)},
              "ok_videos_by_label": {name: videos_by_label[name] for name in CLASS_NAMES},
-             "unknown_quality_fields": unknown, "preprocess": record}
+             "unknown_quality_fields": unknown, "preprocess": record,
+             "ungrouped_fakes": sum(is_ungrouped_fake(v.label, v.group_rule) for v in records),
+             "records": records}
     return crops, stats

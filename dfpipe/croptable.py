@@ -2,7 +2,8 @@
 
 Train and evaluate both read crops through here, so videos and groups always come from
 the split table (never from parsing file names). A folder without ``split.csv`` but laid
-out as ``<split>/{real,fake}/<video>/<image>`` is read too: the video is the parent folder.
+out as ``<split>/{real,fake}/<video>/<image>`` is read too: the video is the image's folder
+relative to ``<split>/<label>`` (so ``Deepfakes/000_003`` and ``FaceSwap/000_003`` differ).
 """
 
 from __future__ import annotations
@@ -69,7 +70,10 @@ def _from_folders(root: Path, split: str) -> list[Crop]:
         for path in sorted((base / name).rglob("*")):
             if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
                 continue
-            video = path.parent.name if path.parent != base / name else path.stem
+            # the path below <split>/<label>: fake/Deepfakes/000_003 and fake/FaceSwap/000_003
+            # are two videos, not one
+            folder = path.parent.relative_to(base / name)
+            video = folder.as_posix() if folder.parts else path.stem
             stem = path.stem.split("_")[0]
             crops.append(Crop(path=path, label=label_id(name), video_id=video, group=video,
                               split=split, frame=int(stem) if stem.isdigit() else -1))

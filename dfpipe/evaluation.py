@@ -18,19 +18,20 @@ from typing import Any
 import numpy as np
 
 from . import __version__, figures, metrics, report
+from .coverage import coverage_summary, read_uncovered, with_uncovered
 from .croptable import SPLIT_TABLE, Crop, load_split
 from .errors import PipelineError
 from .images import read_rgb
 from .labels import CLASS_NAMES
-from .modelio import TRAINING_LOG, load_model
+from .modelio import TRAINING_LOG, load_model, read_metadata
+from .operating import DEFAULT_AGGREGATE, resolve_operating_point
 from .scoring import DEFAULT_BATCH_SIZE, aggregate_videos, aggregator, score_crops
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = Path("evaluation_results")
 DEFAULT_SPLIT = "test"
-DEFAULT_RULE = "mean"
-FALLBACK_THRESHOLD = 0.5
+DEFAULT_RULE = DEFAULT_AGGREGATE
 
 READ_WORKERS = 4
 LEVELS: tuple[str, str] = ("frames", "videos")
@@ -58,19 +59,9 @@ class Video:
 
 
 def resolve_threshold(meta: dict[str, Any], override: float | None) -> tuple[float, str]:
-    """The decision threshold and where it came from: --threshold, else the model's own."""
-    if override is not None:
-        value, source = float(override), "the command line (--threshold)"
-    elif meta.get("threshold") is not None:
-        value = float(meta["threshold"])
-        origin = meta.get("threshold_source") or "origin not recorded"
-        source = f"the model metadata ({origin})"
-    else:
-        log.warning("model metadata holds no threshold; using %.2f", FALLBACK_THRESHOLD)
-        value, source = FALLBACK_THRESHOLD, "a fallback: the model metadata holds no threshold"
-    if not 0.0 <= value <= 1.0:
-        raise PipelineError(f"threshold {value} is not a probability: give one in [0, 1]")
-    return value, source
+    """The video decision threshold and where it came from: --threshold, else the model's."""
+    point = resolve_operating_point(meta, threshold=override)
+    return point.threshold, point.threshold_source
 
 
 def group_videos(crops: Sequence[Crop]) -> list[Video]:
@@ -116,7 +107,9 @@ def _level(y: np.ndarray, s: np.ndarray, threshold: float, resamples: int, seed:
 
 
 def _fine_tune_epoch(meta: dict[str, Any]) -> int:
-    """Epochs trained with a frozen backbone before fine-tuning, from the model's config."""
+    """Epochs phase 1 really ran (``phase_boundary``); older models: their --head-epochs."""
+    if isinstance(meta.get("phase_boundary"), int):
+        return int(meta["phase_boundary"])
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     try:
         return int(config.get("head_epochs") or 0)
@@ -143,7 +136,8 @@ def _draw(output: Path, levels: dict[str, tuple[np.ndarray, np.ndarray]],
     else:
         drawn.append(figures.roc_curves(levels, output / FIGURE_FILES["roc"]))
         drawn.append(figures.pr_curves(levels, output / FIGURE_FILES["pr"]))
-    drawn.append(figures.score_histograms(levels, result["threshold"]["value"],
+    cuts = {"frames": result["crop_threshold"]["value"], "videos": result["threshold"]["value"]}
+    drawn.append(figures.score_histograms({k: levels[k] for k in LEVELS}, cuts,
                                           output / FIGURE_FILES["histograms"]))
     drawn.append(figures.reliability_diagram(
         {level: result[level]["calibration"] for level in LEVELS},
@@ -163,24 +157,31 @@ def _draw(output: Path, levels: dict[str, tuple[np.ndarray, np.ndarray]],
 
 
 def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
-             aggregate: str = DEFAULT_RULE, threshold: float | None = None,
+             aggregate: str | None = None, threshold: float | None = None,
              output: Path = DEFAULT_OUTPUT, batch_size: int = DEFAULT_BATCH_SIZE,
              bootstrap: int = metrics.DEFAULT_RESAMPLES, seed: int = 0,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, crop_threshold: float | None = None) -> dict[str, Any]:
     """Score every crop of ``split``, aggregate per video, write figures and reports.
 
-    Returns the dict written to metrics.json.
+    The rule and thresholds default to the model's (video threshold for videos, crop
+    threshold for frames). Returns the dict written to metrics.json.
     """
     model_path, data_root, output = Path(model_path), Path(data_root), Path(output)
-    rule = aggregator(aggregate)
+    if aggregate is not None:
+        aggregator(aggregate)
     if batch_size < 1:
         raise PipelineError(f"--batch-size must be at least 1, got {batch_size}")
     if bootstrap < 0:
         raise PipelineError(f"--bootstrap must be 0 (off) or more resamples, got {bootstrap}")
     crops = load_split(data_root, split)
     videos = group_videos(crops)
+    if not model_path.is_file():
+        raise PipelineError(f"model file not found: {model_path} (train one with train.py)")
+    point = resolve_operating_point(read_metadata(model_path), aggregate, threshold,
+                                    crop_threshold)
+    aggregate, thr, crop_thr = point.aggregate, point.threshold, point.crop_threshold
+    rule = aggregator(aggregate)
     model, meta = load_model(model_path)
-    thr, thr_source = resolve_threshold(meta, threshold)
     log.info("scoring %d crops of %d videos from %s/%s", len(crops), len(videos), data_root, split)
 
     paths = [c.path for c in crops]
@@ -202,13 +203,24 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
                   "training_log": str(training_log) if training_log.is_file() else None},
         "data": {"root": str(data_root), "split": split,
                  "source": SPLIT_TABLE if (data_root / SPLIT_TABLE).is_file() else "folders"},
-        "threshold": {"value": thr, "source": thr_source},
-        "aggregation": {"rule": aggregate, "description": (rule.__doc__ or "").splitlines()[0]},
+        "threshold": {"value": thr, "source": point.threshold_source, "level": "videos"},
+        "crop_threshold": {"value": crop_thr, "source": point.crop_threshold_source,
+                           "level": "frames"},
+        "aggregation": {"rule": aggregate, "description": (rule.__doc__ or "").splitlines()[0],
+                        "source": point.aggregate_source},
         "bootstrap": ({"resamples": bootstrap, "seed": seed,
                        "confidence": metrics.CONFIDENCE} if bootstrap else None),
     }
-    result["frames"] = _level(y_frames, scores, thr, bootstrap, seed, video_ids)
-    result["videos"] = _level(y_videos, s_videos, thr, bootstrap, seed, None)
+    groups = [v.group for v in videos]
+    result["frames"] = _level(y_frames, scores, crop_thr, bootstrap, seed,
+                              [c.group for c in crops])
+    result["videos"] = _level(y_videos, s_videos, thr, bootstrap, seed, groups)
+    uncovered = read_uncovered(data_root, split)
+    result["coverage"] = coverage_summary(len(videos), uncovered)
+    result["videos_uncovered_at_half"] = None
+    if uncovered:
+        y_all, s_all, g_all = with_uncovered(y_videos, s_videos, groups, uncovered)
+        result["videos_uncovered_at_half"] = _level(y_all, s_all, thr, bootstrap, seed, g_all)
     for level in LEVELS:
         for name, reason in result[level]["undefined"].items():
             log.warning("%s: %s undefined: %s", level, name, reason)
@@ -219,7 +231,7 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
         _fine_tune_epoch(meta))
     result["files"] = [report.METRICS_JSON, report.METRICS_TEXT, report.FRAMES_CSV,
                        report.VIDEOS_CSV]
-    report.write_report(output, result, _frame_rows(crops, scores, thr, data_root),
+    report.write_report(output, result, _frame_rows(crops, scores, crop_thr, data_root),
                         _video_rows(videos, scores, s_videos, thr))
     return result
 

@@ -15,7 +15,7 @@ import shutil
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from . import faces as facelib
 from .errors import PipelineError
-from .groups import LabelRow, find_group, read_labels_csv
+from .groups import LabelRow, connect, find_identities, is_ungrouped_fake, read_labels_csv
 from .labels import CLASS_NAMES, VIDEO_EXTENSIONS
 from .manifest import append_record, manifest_name, read_manifests, run_file_name
 from .video import VideoError, VideoInfo, iter_sampled_frames, open_video
@@ -71,6 +71,7 @@ class VideoJob:
     group: str
     group_rule: str
     video_id: str
+    identities: tuple[str, ...] = ()
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Summary:
     frames_sampled: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    ungrouped_fakes: int = 0
 
 
 def video_id_for(label_rel: Path) -> str:
@@ -117,9 +119,9 @@ def discover(root: Path, labels_csv: Path | None = None) -> list[VideoJob]:
             if row is not None and row.label is not None and row.label != name:
                 raise PipelineError(f"{labels_csv} labels {rel} as {row.label!r} but it lies "
                                     f"in {name}/: fix one of them")
-            group, rule = find_group(path, name, labels, rel)
-            jobs.append(VideoJob(str(path.resolve()), rel, name, group, rule,
-                                 video_id_for(path.relative_to(base))))
+            ids, rule = find_identities(path, name, labels, rel)
+            jobs.append(VideoJob(str(path.resolve()), rel, name, ids[0], rule,
+                                 video_id_for(path.relative_to(base)), tuple(ids)))
     if not jobs:
         raise PipelineError(f"no videos ({', '.join(sorted(VIDEO_EXTENSIONS))}) under "
                             f"{root}/real or {root}/fake")
@@ -127,7 +129,13 @@ def discover(root: Path, labels_csv: Path | None = None) -> list[VideoJob]:
     clashes = [vid for vid, n in ids.items() if n > 1]
     if clashes:
         raise PipelineError(f"two videos map to the same id {clashes[0]}: rename one")
-    return jobs
+    groups = connect({job.video_id: job.identities for job in jobs})
+    return [replace(job, group=groups[job.video_id]) for job in jobs]
+
+
+def count_ungrouped_fakes(jobs: list[VideoJob]) -> int:
+    """Fakes with no known source (their group is only themselves): a leak risk for split."""
+    return sum(is_ungrouped_fake(job.label, job.group_rule) for job in jobs)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -291,8 +299,8 @@ def run(input_root: Path, output_root: Path, settings: Settings, workers: int = 
         raise PipelineError("--faces must be 'largest' or 'all'")
     if settings.size < 16 or settings.margin < 1.0:
         raise PipelineError("--size must be >= 16 and --margin >= 1.0")
-    facelib.preflight(settings.detector)
     jobs = [job for job in discover(input_root, labels_csv) if in_shard(job, shard)]
+    facelib.preflight(settings.detector)  # after the cheap path checks
     if limit:
         jobs = jobs[:limit]
     output_root = Path(output_root)
@@ -305,10 +313,13 @@ def run(input_root: Path, output_root: Path, settings: Settings, workers: int = 
     existing = [rec for rec in read_manifests(output_root) if rec["video_id"] in ours]
     if not overwrite:
         _check_settings(existing, settings)
-    done = {rec["video_id"] for rec in existing
-            if not (retry_errors and rec.get("status") == "error")}
+    # --overwrite redoes every video of this share, also those recorded in other manifests
+    # of the folder (an earlier unsharded run, other shard counts): the newest record wins.
+    done = set() if overwrite else {rec["video_id"] for rec in existing
+                                    if not (retry_errors and rec.get("status") == "error")}
     todo = [job for job in jobs if job.video_id not in done]
-    summary = Summary(total=len(jobs), skipped=len(jobs) - len(todo))
+    summary = Summary(total=len(jobs), skipped=len(jobs) - len(todo),
+                      ungrouped_fakes=count_ungrouped_fakes(jobs))
     run_info = {"total": len(jobs), "shard": list(shard) if shard else None,
                 "started": time.time(), "finished": None, "detector": settings.detector,
                 "settings": settings.record(), "input": str(Path(input_root).resolve()),

@@ -111,9 +111,10 @@ def pr_curves(levels: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path,
     return save(fig, path)
 
 
-def score_histograms(levels: Mapping[str, tuple[np.ndarray, np.ndarray]], threshold: float,
-                     path: Path, bins: int = 20) -> Path:
-    """P(fake) histograms per true class, one panel per level, threshold marked."""
+def score_histograms(levels: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                     threshold: float | Mapping[str, float], path: Path, bins: int = 20) -> Path:
+    """P(fake) histograms per true class, one panel per level, its threshold marked (one
+    for all levels, or one per level)."""
     fig = Figure(figsize=(5.2 * len(levels), 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(levels)))
     edges = np.linspace(0, 1, bins + 1)
@@ -124,7 +125,8 @@ def score_histograms(levels: Mapping[str, tuple[np.ndarray, np.ndarray]], thresh
             ax.hist(s[y == cls], bins=edges, histtype="stepfilled", alpha=0.25, color=color)
             ax.hist(s[y == cls], bins=edges, histtype="step", lw=2, color=color,
                     label=f"{CLASS_NAMES[cls]} (n={int((y == cls).sum())})")
-        ax.axvline(threshold, color="black", ls="--", lw=1.5, label=f"threshold {threshold:.3f}")
+        cut = threshold[level] if isinstance(threshold, Mapping) else threshold
+        ax.axvline(cut, color="black", ls="--", lw=1.5, label=f"threshold {cut:.3f}")
         ax.set_xlim(0, 1)
         ax.set_xlabel("score P(fake)")
         ax.set_ylabel(f"number of {level}")

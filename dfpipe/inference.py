@@ -27,12 +27,13 @@ import cv2
 import numpy as np
 
 from . import faces as facelib
+from . import quality
 from .batchpredict import ROW_FIELDS, find_videos, predict_videos, video_row, write_rows
 from .errors import PipelineError
-from .evaluation import DEFAULT_RULE, resolve_threshold
 from .extract import Settings
 from .framefeed import Deadline, LimitExceeded, Limits, expected_samples, feed
-from .scoring import DEFAULT_BATCH_SIZE, aggregator, score_crops
+from .operating import resolve_operating_point
+from .scoring import DEFAULT_BATCH_SIZE, score_crops
 from .verdict import (
     BORDERLINE,
     VERDICT_FAKE,
@@ -140,10 +141,19 @@ class Analyzer:
         self.model_path = Path(model_path) if model_path else None
         self.settings, self.settings_source = settings_from_metadata(
             metadata, detector, every, frames)
-        self.threshold, self.threshold_source = resolve_threshold(metadata, threshold)
-        rule = aggregate or metadata.get("aggregate") or DEFAULT_RULE
-        aggregator(rule)
-        self.rule = rule
+        point = resolve_operating_point(metadata, aggregate, threshold)
+        self.threshold, self.threshold_source = point.threshold, point.threshold_source
+        self.crop_threshold, self.rule = point.crop_threshold, point.aggregate
+        self.quality = quality.rules_of(metadata)
+        self.crop_unknown = unknown_crop_settings(metadata)
+        self.crop_notice = ""
+        if self.crop_unknown:
+            used = ", ".join(f"{k} {getattr(self.settings, k)}" for k in self.crop_unknown)
+            self.crop_notice = (f"crop settings unknown: the model's metadata does not record "
+                                f"{', '.join(self.crop_unknown)} (trained on crops made "
+                                f"elsewhere?); new videos are cropped with {used}, which may "
+                                "differ from its training crops")
+            log.warning("%s", self.crop_notice)
         self.batch_size = batch_size
         self.model_lock = threading.Lock()
         self._local = threading.local()
@@ -153,12 +163,15 @@ class Analyzer:
     @classmethod
     def load(cls, model_path: Path, **options: Any) -> Analyzer:
         """Load the model file once (checked against its metadata) and prepare the detector."""
+        from .modelio import read_metadata
         from .models import load_detector
 
+        settings, _ = settings_from_metadata(read_metadata(Path(model_path)),
+                                             options.get("detector"), options.get("every"),
+                                             options.get("frames"))
+        facelib.preflight(settings.detector)  # cheap checks before the model loads
         model, meta = load_detector(Path(model_path))
-        analyzer = cls(model, meta, model_path=Path(model_path), **options)
-        facelib.preflight(analyzer.settings.detector)
-        return analyzer
+        return cls(model, meta, model_path=Path(model_path), **options)
 
     def detector(self) -> facelib.Detector:
         """This thread's face detector, built on first use."""
@@ -185,11 +198,14 @@ class Analyzer:
             "class_names": meta.get("class_names"), "created": meta.get("created"),
             "val_auc": meta.get("val_auc"),
             "threshold": self.threshold, "threshold_source": self.threshold_source,
-            "aggregate": self.rule, "batch_size": self.batch_size,
+            "crop_threshold": self.crop_threshold, "aggregate": self.rule,
+            "batch_size": self.batch_size,
             "detector": self.settings.detector, "trained_with_detector": self.trained_detector,
             "crop": {"detector": self.settings.detector, **self.settings.record()},
             "crop_source": self.settings_source,
             "crop_from_metadata": isinstance(meta.get("crop"), dict),
+            "crop_unknown": self.crop_unknown,
+            "quality_rules": meta.get("quality"),
             "metadata": meta,
         }
 
@@ -254,7 +270,8 @@ class Analyzer:
                                   "time_s": _seconds(index, info.fps),
                                   "box": [round(v, 1) for v in face.box],
                                   "face_size": round(face.size, 1),
-                                  "confidence": round(face.confidence, 4)})
+                                  "confidence": round(face.confidence, 4),
+                                  "sharpness": round(quality.jpeg_sharpness(jpeg), 3)})
                     if on_crop is not None:
                         on_crop(k, rgb, jpeg)
                     if keep_crops:
@@ -286,7 +303,7 @@ class Analyzer:
             classify()
         deadline.check()
         _report(progress, "frames", len(frames), len(frames))
-        call_faces(faces, scores, self.threshold)
+        call_faces(faces, scores, self.crop_threshold)
         frame_scores(frames, faces)
         timing["total_s"] = time.perf_counter() - start
         result = self._result(path, info, frames, faces, timing)
@@ -318,8 +335,9 @@ class Analyzer:
             warnings.append(f"the video ended early: the container announces "
                             f"{info.reported_frames} frames but {info.frames_read} could be "
                             "decoded (truncated or damaged file); judged on what was read")
-        if not self.settings_source.startswith("the model metadata"):
-            warnings.append("crop settings are preprocess defaults, not the model's own")
+        if self.crop_unknown:
+            warnings.append(self.crop_notice)
+            log.warning("%s: %s", path.name, self.crop_notice)
         if self.trained_detector and self.trained_detector != s.detector:
             warnings.append(f"faces found by {s.detector} but the model was trained on "
                             f"{self.trained_detector} crops")
@@ -328,17 +346,40 @@ class Analyzer:
             "threshold_source": self.threshold_source, "aggregate": self.rule,
             "settings": {"detector": s.detector, **s.record()},
             "settings_source": self.settings_source, "model": _model_summary(self),
+            "quality_rules": self.metadata.get("quality"), "crop_unknown": self.crop_unknown,
             "frames": frames, "faces": faces,
             "timing": {k: round(v, 4) for k, v in timing.items()},
         }
         if not faces and video["frames_sampled"] == 0:
             raise VideoError("no frame could be decoded (corrupt or truncated file)")
+        kept = self._quality_kept(faces, warnings) if faces else None
         result.update(judge(faces, self.threshold, self.rule, video["frames_sampled"],
-                            s.min_confidence))
+                            s.min_confidence, kept))
         if faces and len(faces) < 3:
             warnings.append(f"judged on {len(faces)} face crop(s) only")
         result["warnings"] = warnings
         return result
+
+    def _quality_kept(self, faces: list[dict[str, Any]], warnings: list[str]) -> list[int]:
+        """Faces the training quality rules keep (marked ``quality_ok``); all of them, with a
+        warning, when none passes or the model records no rules."""
+        kept = quality.kept_faces(faces, self.quality)
+        passing = set(kept)
+        for i, face in enumerate(faces):
+            face["quality_ok"] = i in passing
+        if not kept:
+            warnings.append(f"none of the {len(faces)} face crops passes the training quality "
+                            "rules: judged on all of them")
+            return list(range(len(faces)))
+        return kept
+
+
+def unknown_crop_settings(meta: dict[str, Any]) -> list[str]:
+    """Which of margin, size and detector the model's metadata leaves unrecorded."""
+    crop = meta.get("crop") if isinstance(meta.get("crop"), dict) else {}
+    inner = crop.get("settings") if isinstance(crop.get("settings"), dict) else {}
+    return [k for k in ("margin", "size", "detector")
+            if crop.get(k) is None and inner.get(k) is None]
 
 
 def _recorded_detector(meta: dict[str, Any]) -> str | None:

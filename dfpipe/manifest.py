@@ -68,12 +68,22 @@ def manifest_paths(root: Path) -> list[Path]:
 
 
 def read_manifests(root: Path) -> list[dict[str, Any]]:
-    """Every finished video record under ``root``; the latest record wins per video id."""
+    """Every finished video record under ``root``; the latest record wins per video id
+    (by its ``finished`` time across manifests, by line order within one)."""
     latest: dict[str, dict[str, Any]] = {}
     for path in manifest_paths(root):
         for rec in iter_records(path):
-            latest[rec["video_id"]] = rec
+            old = latest.get(rec["video_id"])
+            if old is None or _finished(rec) >= _finished(old):
+                latest[rec["video_id"]] = rec
     return list(latest.values())
+
+
+def _finished(rec: dict[str, Any]) -> float:
+    try:
+        return float(rec.get("finished") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def done_ids(records: Iterable[dict[str, Any]]) -> set[str]:

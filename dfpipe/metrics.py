@@ -129,9 +129,10 @@ def bootstrap_ci(y_true: Sequence[int], scores: Sequence[float], threshold: floa
                  confidence: float = CONFIDENCE) -> dict[str, Any]:
     """Percentile bootstrap intervals for ROC-AUC and accuracy.
 
-    With ``clusters`` (the video of each frame) whole clusters are resampled, since frames
-    of one video are not independent and resampling them alone would make intervals too
-    narrow. Resamples holding a single class are skipped for AUC and counted.
+    With ``clusters`` (the identity group of each frame or video) whole clusters are
+    resampled, since frames of one video, and a real video and its fakes, are correlated and
+    resampling them one by one would make intervals too narrow. Resamples holding a single
+    class are skipped for AUC and counted.
     """
     y, s = _arrays(y_true, scores)
     rng = np.random.default_rng(seed)
@@ -157,6 +158,7 @@ def bootstrap_ci(y_true: Sequence[int], scores: Sequence[float], threshold: floa
     result: dict[str, Any] = {
         "resamples": int(resamples), "seed": int(seed), "confidence": confidence,
         "unit": "cluster" if clusters is not None else "sample",
+        "clusters": int(sizes.size),
         "skipped_one_class": resamples - len(aucs),
     }
     samples = {"accuracy": accs, "roc_auc": aucs}

@@ -9,6 +9,7 @@ crop), then ``max_per_video`` (keep at most K crops per video, spread evenly ove
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -36,7 +38,7 @@ class QualityRules:
 
     min_face: float = MIN_FACE
     min_sharpness: float = MIN_SHARPNESS
-    min_confidence: float = MIN_CONFIDENCE
+    min_confidence: float | None = MIN_CONFIDENCE
     max_per_video: int | None = None
 
     def __post_init__(self) -> None:
@@ -57,11 +59,20 @@ class FaceCrop:
     face_size: float
     confidence: float
     sharpness: float = math.nan
+    group_rule: str = ""
 
 
 def sharpness(gray: np.ndarray) -> float:
     """Variance of the Laplacian: low on blurred crops, high on detailed ones."""
     return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+def jpeg_sharpness(data: bytes) -> float:
+    """Sharpness of a crop's JPEG bytes, decoded to grey exactly as split.py reads the file."""
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if gray is None or gray.size == 0:
+        raise ValueError("cannot decode JPEG bytes")
+    return sharpness(gray)
 
 
 def image_sharpness(path: Path) -> float | None:
@@ -132,3 +143,52 @@ def _cap_per_video(crops: list[FaceCrop], k: int | None) -> list[FaceCrop]:
         ordered = sorted(by_video[video], key=lambda c: (c.frame, c.face, c.file))
         kept.extend(ordered[i] for i in spread_evenly(len(ordered), k))
     return kept
+
+
+SPLIT_REPORT = "split_report.json"
+RULE_KEYS: tuple[str, ...] = ("min_face", "min_sharpness", "min_confidence", "max_per_video")
+
+
+def rules_from_split(root: Path) -> dict[str, Any] | None:
+    """The quality rules split.py applied to a split folder (for the model's metadata, so
+    the app can apply the same ones); None when the folder's report does not say."""
+    path = Path(root) / SPLIT_REPORT
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    used = report.get("filter") if isinstance(report, dict) else None
+    if not isinstance(used, dict) or not all(k in used for k in RULE_KEYS):
+        return None
+    return {**{k: used[k] for k in RULE_KEYS}, "source": f"{SPLIT_REPORT} of the training split"}
+
+
+def rules_of(meta: dict[str, Any]) -> QualityRules | None:
+    """QualityRules from a model's ``quality`` metadata; None for a model without them."""
+    quality = meta.get("quality")
+    if not isinstance(quality, dict):
+        return None
+    try:
+        return QualityRules(**{k: quality[k] for k in RULE_KEYS})
+    except (KeyError, TypeError, ValueError):
+        log.warning("model metadata 'quality' is malformed (%s); not applied", quality)
+        return None
+
+
+def face_passes(face: dict[str, Any], rules: QualityRules) -> bool:
+    """Whether one scored face (the app's dict: face_size, confidence, sharpness) passes."""
+    return (face["face_size"] >= rules.min_face
+            and face["confidence"] >= (rules.min_confidence or 0.0)
+            and face.get("sharpness", math.inf) >= rules.min_sharpness)
+
+
+def kept_faces(faces: Sequence[dict[str, Any]], rules: QualityRules | None) -> list[int]:
+    """Indices of the faces training's filter would have kept, in order (all without rules):
+    the per-crop rules, then at most ``max_per_video`` spread evenly over time."""
+    if rules is None:
+        return list(range(len(faces)))
+    passing = [i for i, f in enumerate(faces) if face_passes(f, rules)]
+    if rules.max_per_video is None:
+        return passing
+    ordered = sorted(passing, key=lambda i: (faces[i]["frame"], faces[i]["face"]))
+    return sorted(ordered[j] for j in spread_evenly(len(ordered), rules.max_per_video))

@@ -77,15 +77,26 @@ def render_text(result: Mapping[str, Any]) -> str:
     lines.append(f"model        {model['path']}" + (f" ({details})" if details else ""))
     lines.append(f"data         {data['root']}, split '{data['split']}' "
                  f"(videos from {data['source']})")
-    lines.append(f"threshold    {thr['value']:.4f} from {thr['source']}; "
-                 "P(fake) >= threshold is called fake, for frames and videos alike")
-    lines.append(f"aggregation  {agg['rule']}: {agg['description']}")
+    lines.append(f"threshold    videos {thr['value']:.4f} from {thr['source']}")
+    crop = result.get("crop_threshold")
+    if crop:
+        lines.append(f"             frames {crop['value']:.4f} from {crop['source']}")
+    lines.append("             P(fake) >= threshold is called fake")
+    lines.append(f"aggregation  {agg['rule']}: {agg['description']}"
+                 + (f" (from {agg['source']})" if agg.get("source") else ""))
     if boot:
         lines.append(f"bootstrap    {boot['resamples']} resamples, seed {boot['seed']}, "
-                     f"{boot['confidence'] * 100:.0f}% percentile intervals; frames are "
-                     "resampled whole videos at a time")
+                     f"{boot['confidence'] * 100:.0f}% percentile intervals; frames and "
+                     "videos are resampled whole identity groups at a time")
     else:
         lines.append("bootstrap    off (no confidence intervals)")
+    cov = result.get("coverage") or {}
+    if cov.get("known"):
+        reasons = ", ".join(f"{k} {v}" for k, v in cov["uncovered_by_reason"].items()) or "none"
+        lines.append(f"coverage     {cov['videos_scored']} of {cov['videos_in_split']} videos "
+                     f"scored ({100 * cov['fraction']:.1f}%); uncovered: {reasons}")
+    elif cov:
+        lines.append(f"coverage     unknown: {cov['note']}")
     lines += ["", "Counts", f"  {'':16}{'total':>8}{'real':>8}{'fake':>8}"]
     for key, name in LEVELS:
         lvl = result[key]
@@ -114,6 +125,15 @@ def render_text(result: Mapping[str, Any]) -> str:
     if undefined:
         lines += ["", "Undefined metrics"]
         lines += [f"  {name}: {METRIC_LABELS[m]}: {reason}" for name, m, reason in undefined]
+    half = result.get("videos_uncovered_at_half")
+    if half:
+        lines += ["", f"Videos with the {half['count'] - result['videos']['count']} uncovered "
+                      "ones scored 0.5 (DFDC convention), beside the covered-only videos above",
+                  f"  {'metric':20}{'videos':>8}  {'':20}"]
+        for name in METRIC_NAMES:
+            ci = (half.get("ci") or {}).get(name)
+            lines.append(f"  {METRIC_LABELS[name]:20}{_num(half['metrics'][name]):>8}  "
+                         f"{_ci(ci)}".rstrip())
     lines += ["", "Figures"] + [f"  {f}" for f in result.get("figures", [])]
     lines += [f"  (not drawn) {f}: {why}" for f, why in result.get("skipped_figures", {}).items()]
     lines += ["", "Files"] + [f"  {f}" for f in result.get("files", [])]

@@ -38,6 +38,9 @@ from .models import (
     get_backbone,
     unfreeze_top,
 )
+from .operating import choose_operating_point, choose_threshold  # noqa: F401 - re-exported
+from .quality import rules_from_split
+from .scoring import aggregator
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ class TrainConfig:
     lr_patience: int = 2
     lr_factor: float = 0.3
     seed: int = 42
+    aggregate: str = "mean"
 
 
 @dataclass
@@ -175,19 +179,6 @@ def is_chief(tf_config: str | None) -> bool:
 
 # ---------------------------------------------------------------- threshold, crop settings
 
-def choose_threshold(labels: Sequence[int], scores: Sequence[float]) -> float:
-    """The score cut that maximises TPR - FPR on validation (needs both classes)."""
-    from sklearn.metrics import roc_curve
-
-    y = np.asarray(labels)
-    if len(set(y.tolist())) < 2:
-        raise PipelineError("validation has one class only: cannot choose a threshold")
-    fpr, tpr, thresholds = roc_curve(y, np.asarray(scores, dtype=np.float64))
-    finite = np.isfinite(thresholds)
-    best = int(np.argmax(np.where(finite, tpr - fpr, -np.inf)))
-    return float(np.clip(thresholds[best], 0.0, 1.0))
-
-
 def read_crop_settings(root: Path) -> dict[str, Any] | None:
     """Crop margin, size, detector and frame sampling recorded by split.py (key ``preprocess``
     of split_report.json); None, with a warning, when the split folder does not say."""
@@ -239,6 +230,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
             log.info("--weights none: no head-only phase; training all layers for %d epochs",
                      config.epochs)
         resolved = replace(resolved, head_epochs=0, unfreeze=-1, fine_tune_lr=resolved.lr)
+    aggregator(config.aggregate)
     if resolved.head_epochs + resolved.epochs < 1:
         raise PipelineError("nothing to train: give --epochs 1 or more")
     return resolved
@@ -301,15 +293,18 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
         final.load_weights(out / CHECKPOINT)
     scores = final.predict(val_ds, verbose=0).reshape(-1).astype(np.float64)
     val_labels = [c.label for c in val_crops]
-    threshold = choose_threshold(val_labels, scores)
+    point = choose_operating_point([c.video_id for c in val_crops], val_labels, scores,
+                                   cfg.aggregate, "train.py --aggregate")
+    threshold = point["threshold"]
     val_auc = _auc(val_labels, scores)
     meta = _metadata(cfg, spec, precision, replicas, kind, feed, crop, threshold, val_auc,
                      train_crops, val_crops, history)
+    boundary = phase_boundary(history)
+    meta.update(point, phase_boundary=boundary, quality=rules_from_split(cfg.data))
     model_path = out / f"{spec.name}_best.h5"
     save_model(final, model_path, meta)
     (out / CHECKPOINT).unlink(missing_ok=True)
-    figures.training_curves(out / TRAINING_LOG, out / CURVES_PNG,
-                            fine_tune_epoch=cfg.head_epochs)
+    figures.training_curves(out / TRAINING_LOG, out / CURVES_PNG, fine_tune_epoch=boundary)
     _write_json(out / TRAINING_DONE, {"finished": time.time(), "epochs": len(history),
                                       "model": str(model_path)})
     return TrainResult(model_path=model_path, metadata=meta, precision=precision,
@@ -333,6 +328,8 @@ def _fit_two_phases(cfg: TrainConfig, spec: Backbone, train_ds: Any, out: Path,
         freeze_backbone(model)
         best, epoch = _fit_phase(model, train_ds, cfg, cfg.lr, 0, cfg.head_epochs, best, out,
                                  history, fit_kwargs)
+        for entry in history:
+            entry["phase"] = 1
         if checkpoint.is_file():
             model.load_weights(checkpoint)
     if cfg.epochs > 0:
@@ -346,6 +343,11 @@ def _fit_two_phases(cfg: TrainConfig, spec: Backbone, train_ds: Any, out: Path,
         log.warning("validation AUC never improved to a finite value; keeping the last weights")
         model.save_weights(checkpoint)
     return history
+
+
+def phase_boundary(history: Sequence[dict[str, float]]) -> int:
+    """Epochs phase 1 really ran (early stopping may end it before --head-epochs)."""
+    return sum(1 for entry in history if entry.get("phase") == 1)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

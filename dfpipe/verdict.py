@@ -6,6 +6,7 @@ with the model's threshold; a score close to the threshold is flagged as borderl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .scoring import aggregate_videos
@@ -34,22 +35,33 @@ def frame_scores(frames: list[dict[str, Any]], faces: list[dict[str, Any]]) -> N
 
 
 def judge(faces: list[dict[str, Any]], threshold: float, rule: str, frames_sampled: int,
-          min_confidence: float | None) -> dict[str, Any]:
-    """verdict, score, margin, borderline, agreement and message of one video."""
+          min_confidence: float | None, kept: Sequence[int] | None = None) -> dict[str, Any]:
+    """verdict, score, margin, borderline, agreement and message of one video.
+
+    With ``kept`` (the faces that pass the training quality rules) the score is theirs and
+    ``score_unfiltered`` (every face) is given beside it.
+    """
     if not faces:
         return {"verdict": VERDICT_NO_FACE, "score": None, "margin": None, "borderline": None,
                 "agreement": None,
                 "message": f"no face with confidence >= {min_confidence} in "
                            f"{frames_sampled} sampled frames"}
-    scores = [f["score"] for f in faces]
-    score = aggregate_videos(["video"] * len(faces), scores, rule)["video"]
+    score = video_score(faces if kept is None else [faces[i] for i in kept], rule)
     fake = score >= threshold
     margin = score - threshold
     same = sum(1 for f in faces if (f["call"] == "fake") == fake)
-    return {"verdict": VERDICT_FAKE if fake else VERDICT_REAL, "score": score,
-            "margin": margin, "borderline": abs(margin) < BORDERLINE,
-            "agreement": same / len(faces),
-            "message": explain(score, threshold, margin, same, len(faces))}
+    out = {"verdict": VERDICT_FAKE if fake else VERDICT_REAL, "score": score,
+           "margin": margin, "borderline": abs(margin) < BORDERLINE,
+           "agreement": same / len(faces),
+           "message": explain(score, threshold, margin, same, len(faces))}
+    if kept is not None:
+        out["score_unfiltered"] = video_score(faces, rule)
+    return out
+
+
+def video_score(faces: Sequence[dict[str, Any]], rule: str) -> float:
+    """The per-video rule evaluate uses, over these faces' scores."""
+    return aggregate_videos(["video"] * len(faces), [f["score"] for f in faces], rule)["video"]
 
 
 def explain(score: float, threshold: float, margin: float, same: int, total: int) -> str:

@@ -117,8 +117,9 @@ def iter_sampled_frames(path: Path, every: int | None = None, frames: int | None
     """Yield ``(frame_index, rgb_frame)`` for the sampled frames of a video.
 
     With ``every`` the sampling needs no frame count. With ``frames`` (K evenly spaced)
-    the reported count picks the indices; if the video turns out shorter or the count is
-    missing, a counting pass finds the true length and the indices are chosen again.
+    the reported count picks the indices; if the video turns out shorter or longer than
+    reported, or the count is missing, the indices are chosen again on the true length (else
+    an under-reported count would take all K frames from the start of the video).
     ``info`` (from :func:`open_video`) receives ``frames_read``. Raises VideoError if
     nothing can be decoded. ``max_frames`` caps the frames decoded (the video is judged on
     its first ``max_frames`` frames, whatever its header claims); ``on_grab`` as in
@@ -142,7 +143,7 @@ def iter_sampled_frames(path: Path, every: int | None = None, frames: int | None
             got.append(item)
         if info.frames_read == 0:
             raise VideoError("no frame could be decoded (corrupt or truncated file)")
-        if info.frames_read >= reported or len(got) == len(wanted):
+        if info.frames_read == reported:
             yield from got
             return
         log.info("%s: container claims %d frames but %d were read; resampling",

@@ -63,7 +63,8 @@
     const m = r.body;
     box.textContent = `model ${m.name || "?"} (${m.backbone || "?"}, ${m.input_size || "?"} px) ` +
       `- threshold ${fmt(m.threshold, 3)} - ${m.aggregate} of crop scores - ` +
-      `faces by ${m.detector}` + (m.crop_from_metadata ? "" : " (crop settings: defaults)");
+      `faces by ${m.detector}` + ((m.crop_unknown || []).length
+        ? ` (crop settings unknown: ${m.crop_unknown.join(", ")}; defaults used)` : "");
     box.title = `${m.threshold_source}\n${m.crop_source}`;
   }
 

@@ -75,8 +75,10 @@ def model_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny_best.h5"
     modelio.save_model(brightness_model(), path, {
         "class_names": ["real", "fake"], "threshold": 0.5, "input_size": 24,
-        "backbone": "tiny", "threshold_source": "validation: max balanced accuracy",
-        "config": {"head_epochs": 1}})
+        "backbone": "tiny", "threshold_source": "validation videos: max balanced accuracy",
+        "crop_threshold": 0.5, "crop_threshold_source": "validation crops",
+        "aggregate": "mean", "aggregate_source": "train.py --aggregate",
+        "config": {"head_epochs": 1}, "phase_boundary": 1})
     (path.parent / "training_log.csv").write_text(
         "epoch,auc,loss,val_auc,val_loss\n0,0.6,0.7,0.55,0.72\n1,0.8,0.5,0.7,0.6\n")
     return path
@@ -126,7 +128,11 @@ def test_threshold_model_and_data_are_recorded(run, model_path):
     result, out = run
     data = json.loads((out / report.METRICS_JSON).read_text())
     assert data["threshold"] == {
-        "value": 0.5, "source": "the model metadata (validation: max balanced accuracy)"}
+        "value": 0.5, "source": "the model metadata (validation videos: max balanced accuracy)",
+        "level": "videos"}
+    assert data["crop_threshold"] == {
+        "value": 0.5, "source": "the model metadata (validation crops)", "level": "frames"}
+    assert data["aggregation"]["source"] == "the model metadata (train.py --aggregate)"
     assert data["model"]["backbone"] == "tiny" and data["model"]["input_size"] == 24
     assert data["data"]["source"] == "split.csv" and data["data"]["split"] == "test"
     assert data["aggregation"]["rule"] == "mean"
@@ -161,8 +167,9 @@ def test_report_numbers_equal_metrics_json(run):
 
 def test_threshold_option_overrides_the_model(model_path, split_root, tmp_path):
     result = evaluation.evaluate(model_path, split_root, output=tmp_path, threshold=0.9,
-                                 bootstrap=0, progress=False)
-    assert result["threshold"] == {"value": 0.9, "source": "the command line (--threshold)"}
+                                 crop_threshold=0.9, bootstrap=0, progress=False)
+    assert result["threshold"] == {"value": 0.9, "source": "the command line (--threshold)",
+                                   "level": "videos"}
     # sigmoid(10 * grey / 255 - 5) >= 0.9 only for the fake greys 200, 220, 230 (0.945, 0.974,
     # 0.982); the next brightest, fake 180, gives 0.887 and the brightest real, 150, 0.850
     cm = result["frames"]["confusion_matrix"]
@@ -172,7 +179,7 @@ def test_threshold_option_overrides_the_model(model_path, split_root, tmp_path):
 
 
 def test_threshold_falls_back_to_one_half_when_the_model_has_none():
-    assert evaluation.resolve_threshold({"threshold": 0.37}, None) == (
+    assert evaluation.resolve_threshold({"threshold": 0.37, "crop_threshold": 0.3}, None) == (
         0.37, "the model metadata (origin not recorded)")
     value, source = evaluation.resolve_threshold({"class_names": ["real", "fake"]}, None)
     assert value == 0.5 and "holds no threshold" in source
@@ -306,4 +313,84 @@ def test_cli_help_names_every_option_and_default(capsys):
     for option in ("--model", "--data", "--split", "--aggregate", "--threshold", "--output",
                    "--batch-size", "--bootstrap", "--seed"):
         assert option in text
-    assert "(default: evaluation_results)" in text and "(default: mean)" in text
+    flat = " ".join(text.split())
+    assert "(default: evaluation_results)" in flat and "the rule stored with the model" in flat
+
+
+def _model_with(tmp_path: Path, name: str, **meta) -> Path:
+    path = tmp_path / name
+    modelio.save_model(brightness_model(), path, {"class_names": ["real", "fake"],
+                                                  "input_size": 24, **meta})
+    return path
+
+
+def test_evaluate_defaults_to_the_stored_rule_and_both_thresholds(split_root, tmp_path):
+    """Videos are judged with the model's rule and video threshold, crops with its crop one."""
+    path = _model_with(tmp_path, "m.h5", aggregate="max", aggregate_source="train.py",
+                       threshold=0.8, threshold_source="val videos", crop_threshold=0.9,
+                       crop_threshold_source="val crops")
+    result = evaluation.evaluate(path, split_root, output=tmp_path / "out", bootstrap=0,
+                                 progress=False)
+    assert result["aggregation"]["rule"] == "max"
+    assert result["threshold"]["value"] == 0.8 and result["crop_threshold"]["value"] == 0.9
+    assert result["frames"]["threshold"] == 0.9 and result["videos"]["threshold"] == 0.8
+    rows = {r["video_id"]: r for r in read_csv(tmp_path / "out" / report.VIDEOS_CSV)}
+    assert float(rows["r3"]["score"]) == pytest.approx(float(rows["r3"]["frame_score_max"]))
+    text = (tmp_path / "out" / report.METRICS_TEXT).read_text()
+    assert "videos 0.8000 from the model metadata (val videos)" in text
+    assert "frames 0.9000 from the model metadata (val crops)" in text
+
+
+def test_old_model_without_video_keys_loads_with_a_notice(split_root, tmp_path, caplog):
+    path = _model_with(tmp_path, "old.h5", threshold=0.6,
+                       threshold_source="max Youden's J on validation crops")
+    with caplog.at_level("WARNING"):
+        result = evaluation.evaluate(path, split_root, output=tmp_path / "out", bootstrap=0,
+                                     progress=False)
+    assert "predates video-level thresholds" in caplog.text
+    assert result["aggregation"]["rule"] == "mean"
+    assert "no rule" in result["aggregation"]["source"]
+    assert result["threshold"]["value"] == result["crop_threshold"]["value"] == 0.6
+    assert "chosen on crops" in result["threshold"]["source"]
+
+
+def test_coverage_and_uncovered_videos_scored_one_half(model_path, tmp_path):
+    """Videos split.py could not keep count: coverage, and video metrics with them at 0.5."""
+    root = write_split(tmp_path / "covered", VIDEOS)
+    (root / "dropped_videos.csv").write_text(
+        "split,video_id,label,group,group_rule,relpath,reason,detail\n"
+        "test,r9,real,g-r9,self,real/r9.mp4,no_face,no face\n"
+        "test,f9,fake,g-r1,labels_csv,fake/f9.mp4,error,cannot open\n"
+        "val,v1,real,g-v1,self,real/v1.mp4,filtered,all 3 crops removed\n")
+    result = evaluation.evaluate(model_path, root, output=tmp_path / "out", bootstrap=50,
+                                 progress=False)
+    cov = result["coverage"]
+    assert (cov["videos_scored"], cov["videos_in_split"], cov["uncovered"]) == (6, 8, 2)
+    assert cov["fraction"] == 0.75 and cov["uncovered_by_reason"] == {"error": 1, "no_face": 1}
+    half = result["videos_uncovered_at_half"]
+    assert (half["count"], half["real"], half["fake"]) == (8, 4, 4)
+    covered_right = round(result["videos"]["metrics"]["accuracy"] * 6)
+    # at threshold 0.5 a 0.5 score is called fake: the fake f9 is right, the real r9 wrong
+    assert half["metrics"]["accuracy"] == pytest.approx((covered_right + 1) / 8)
+    saved = json.loads((tmp_path / "out" / report.METRICS_JSON).read_text())
+    assert saved["coverage"] == cov and saved["videos_uncovered_at_half"]["count"] == 8
+    text = (tmp_path / "out" / report.METRICS_TEXT).read_text()
+    assert "coverage     6 of 8 videos scored (75.0%); uncovered: error 1, no_face 1" in text
+    assert "2 uncovered ones scored 0.5" in text
+    plain = evaluation.evaluate(model_path, write_split(tmp_path / "plain", VIDEOS),
+                                output=tmp_path / "o2", bootstrap=0, progress=False)
+    assert plain["coverage"]["known"] is False and plain["videos_uncovered_at_half"] is None
+
+
+def test_video_bootstrap_resamples_identity_groups(model_path, tmp_path):
+    root = write_split(tmp_path / "grouped", VIDEOS)
+    table = (root / "split.csv").read_text()
+    for video, group in (("r1", "A"), ("f1", "A"), ("r2", "B"), ("f2", "B"), ("r3", "C"),
+                         ("f3", "C")):
+        table = table.replace(f",{video},g-{video},", f",{video},{group},")
+    (root / "split.csv").write_text(table)
+    result = evaluation.evaluate(model_path, root, output=tmp_path / "out", bootstrap=30,
+                                 progress=False)
+    for level in ("frames", "videos"):
+        assert result[level]["ci"]["unit"] == "cluster"
+        assert result[level]["ci"]["clusters"] == 3, level

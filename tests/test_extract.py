@@ -207,7 +207,9 @@ def test_shared_clips_with_mtcnn(tmp_path):
         (data / rel).symlink_to(src / rel)
     run(data, tmp_path / "out", Settings(detector="mtcnn", frames=3))
     recs = {r["relpath"]: r for r in read_manifests(tmp_path / "out")}
-    assert recs["fake/519_515.mp4"]["group"] == recs["real/519.mp4"]["group"] == "519"
+    # 519_515 shows 515's face: it joins 519 and 515 in one identity group
+    assert recs["fake/519_515.mp4"]["group"] == recs["real/519.mp4"]["group"] == "515"
+    assert recs["fake/519_515.mp4"]["identities"] == ["515", "519"]
     for rec in recs.values():
         assert rec["status"] == "ok" and rec["faces_saved"] == 3
         assert rec["frames_read"] > 100
@@ -232,3 +234,46 @@ def test_max_frames_and_non_containers_in_preprocess(tmp_path, centre):
     assert summary.statuses["error"] == 1
     with pytest.raises(PipelineError, match="--max-frames"):
         run(data, tmp_path / "out2", Settings(detector="centre"), max_frames=0)
+
+
+def test_overwrite_redoes_videos_recorded_in_other_manifests(tmp_path, centre):
+    data = _numbered_dataset(tmp_path / "data", 3, 3)
+    out = tmp_path / "out"
+    run(data, out, Settings(detector="centre", every=10, size=32))
+    first = {r["video_id"]: r["finished"] for r in read_manifests(out)}
+    redo = run(data, out, Settings(detector="centre", every=5, size=32), shard=(0, 2),
+               overwrite=True)
+    share = {j.video_id for j in discover(data) if in_shard(j, (0, 2))}
+    assert share and redo.skipped == 0 and redo.statuses["ok"] == len(share)
+    latest = {r["video_id"]: r for r in read_manifests(out)}
+    for vid in share:  # the newer record wins, whichever manifest holds it
+        assert latest[vid]["finished"] > first[vid] and latest[vid]["settings"]["every"] == 5
+
+
+def test_a_missing_input_is_named_before_the_detector_is_checked(tmp_path, monkeypatch):
+    def no_weights(name):
+        raise PipelineError(f"{name} weights missing")
+
+    monkeypatch.setattr(facelib, "preflight", no_weights)
+    with pytest.raises(PipelineError, match="input folder not found"):
+        run(tmp_path / "no" / "such", tmp_path / "out", Settings(detector="retinaface"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_preprocess_prints_how_many_fakes_have_no_known_source(tmp_path, centre, monkeypatch,
+                                                               capsys):
+    import importlib.util
+
+    data = _numbered_dataset(tmp_path / "data", 2, 1)
+    write_numbered_video(data / "fake" / "other" / "clip.mp4", 20)
+    spec = importlib.util.spec_from_file_location(
+        "preprocess_script", Path(__file__).resolve().parents[1] / "preprocess.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr("sys.argv", ["preprocess.py", "--input", str(data), "--output",
+                                     str(tmp_path / "out"), "--detector", "centre",
+                                     "--every", "10", "--size", "32"])
+    assert script.main() == 0
+    printed = capsys.readouterr().out
+    assert "fakes with no known source (each its own group, a leak risk): 1" in printed
+    assert "--allow-ungrouped-fakes" in printed

@@ -20,6 +20,7 @@ from app_support import (
 )
 
 from dfpipe import faces as facelib
+from dfpipe import quality
 from dfpipe.errors import PipelineError
 from dfpipe.extract import Settings, VideoJob, process_video
 from dfpipe.images import read_rgb
@@ -170,7 +171,49 @@ def test_missing_crop_metadata_is_reported(tmp_path, media):
     info = app.describe()
     assert info["crop_from_metadata"] is False and "preprocess defaults" in info["crop_source"]
     result = app.analyze(media["face"]).result
-    assert any("preprocess defaults" in w for w in result["warnings"])
+    assert any(w.startswith("crop settings unknown") for w in result["warnings"])
+    assert result["crop_unknown"] == ["margin", "size", "detector"]
+
+
+def test_partly_recorded_crop_settings_are_named_in_result_log_and_predict(tmp_path, media,
+                                                                          caplog, capsys):
+    """A model trained on crops whose margin was never recorded: the app says so, everywhere."""
+    crop = crop_metadata("mtcnn", every=4)
+    crop.pop("margin")
+    crop["settings"].pop("margin")
+    path = save_tiny_model(tmp_path / "nomargin.h5", bias=4.0, crop=crop)
+    with caplog.at_level("WARNING"):
+        app = Analyzer.load(path)
+        result = app.analyze(media["face"]).result
+    assert app.describe()["crop_unknown"] == ["margin"] == result["crop_unknown"]
+    notice = next(w for w in result["warnings"] if w.startswith("crop settings unknown"))
+    assert "does not record margin" in notice and "margin 1.3" in notice
+    assert caplog.text.count("crop settings unknown") >= 2  # at load and for the video
+    code = app_script().main(["predict", str(media["face"]), "--model", str(path),
+                              "--out", str(tmp_path / "r.csv")])
+    assert code == 0 and "note: crop settings unknown" in capsys.readouterr().out
+    known = Analyzer.load(save_tiny_model(tmp_path / "full.h5", crop=crop_metadata("mtcnn")))
+    assert known.crop_unknown == [] and not known.crop_notice
+
+
+def test_detector_is_checked_before_the_model_loads(tmp_path, monkeypatch):
+    import dfpipe.models
+
+    path = save_tiny_model(tmp_path / "r.h5", crop=crop_metadata("retinaface"))
+
+    def refuse(name):
+        raise PipelineError(f"{name} weights missing")
+
+    def loaded(*_):
+        raise AssertionError("the model was loaded before the cheap checks")
+
+    monkeypatch.setattr(facelib, "preflight", refuse)
+    monkeypatch.setattr(dfpipe.models, "load_detector", loaded)
+    with pytest.raises(PipelineError, match="retinaface weights missing"):
+        Analyzer.load(path)
+    with pytest.raises(PipelineError, match="--out must end in .csv or .json"):
+        app_script().main(["predict", str(path), "--model", str(tmp_path / "r.h5"),
+                           "--out", str(tmp_path / "r.txt")])
 
 
 def test_predict_command_writes_one_row_per_video(tmp_path, fake_model, media):
@@ -236,3 +279,48 @@ def test_predict_takes_the_frame_and_face_caps(tmp_path, fake_model, media):
                        str(out), "--max-frames", "6", "--max-faces", "1"])
     result = json.loads(out.read_text())["results"][0]["result"]
     assert result["video"]["frames_read"] == 6 and result["video"]["faces"] == 1
+
+
+def test_the_app_applies_the_stored_rule_and_both_thresholds(caplog):
+    """Videos: the model's rule and video threshold; per-crop calls: its crop threshold."""
+    meta = {"crop": crop_metadata("mtcnn", every=3), "aggregate": "max",
+            "aggregate_source": "train.py --aggregate", "threshold": 0.3,
+            "threshold_source": "val videos", "crop_threshold": 0.7,
+            "crop_threshold_source": "val crops"}
+    app = Analyzer(object(), meta)
+    assert (app.rule, app.threshold, app.crop_threshold) == ("max", 0.3, 0.7)
+    assert app.describe()["crop_threshold"] == 0.7
+    assert Analyzer(object(), meta, aggregate="mean", threshold=0.6).rule == "mean"
+    with caplog.at_level("WARNING"):
+        old = Analyzer(object(), {"crop": meta["crop"], "threshold": 0.4})
+    assert (old.rule, old.threshold, old.crop_threshold) == ("mean", 0.4, 0.4)
+    assert "predates video-level thresholds" in caplog.text
+
+
+def test_the_app_applies_the_training_quality_rules(tmp_path, media, centre):
+    """Crops training's filter would drop do not decide the verdict; unfiltered is reported."""
+    rules = {"min_face": 0, "min_sharpness": 0.0, "min_confidence": 0.0, "max_per_video": 2,
+             "source": "test"}
+    path = save_tiny_model(tmp_path / "q.h5", seed=3, crop=crop_metadata("centre", every=2),
+                           quality=rules)
+    app = Analyzer.load(path)
+    jpegs = {}
+    result = app.analyze(media["face"], on_crop=lambda k, rgb, jpeg: jpegs.update({k: jpeg})
+                         ).result
+    faces = result["faces"]
+    assert len(faces) == 6 and [f["quality_ok"] for f in faces].count(True) == 2
+    kept = [f["score"] for f in faces if f["quality_ok"]]
+    assert [f["frame"] for f in faces if f["quality_ok"]] == [2, 8]  # spread evenly over time
+    assert result["score"] == pytest.approx(float(np.mean(kept)))
+    assert result["score_unfiltered"] == pytest.approx(float(np.mean([f["score"]
+                                                                       for f in faces])))
+    assert result["quality_rules"] == rules
+    for k, face in enumerate(faces):  # sharpness measured as split.py measures a saved crop
+        (tmp_path / f"{k}.jpg").write_bytes(jpegs[k])
+        assert face["sharpness"] == pytest.approx(
+            quality.image_sharpness(tmp_path / f"{k}.jpg"), abs=1e-3)
+    strict = save_tiny_model(tmp_path / "s.h5", seed=3, crop=crop_metadata("centre", every=2),
+                             quality={**rules, "min_face": 10_000, "max_per_video": None})
+    result = Analyzer.load(strict).analyze(media["face"]).result
+    assert result["score"] == pytest.approx(result["score_unfiltered"])
+    assert any("passes the training quality rules" in w for w in result["warnings"])

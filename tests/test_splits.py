@@ -49,7 +49,8 @@ SETTINGS = {"every": 5, "frames": None, "margin": 1.3, "size": 64, "detect_max_s
 
 def add_video(root: Path, video_id: str, label: str, group: str, n_crops: int, *,
               blurred: set[int] = frozenset(), sizes: dict[int, float] | None = None,
-              confidences: dict[int, float] | None = None, status: str = "ok") -> None:
+              confidences: dict[int, float] | None = None, status: str = "ok",
+              group_rule: str = "labels_csv", relpath: str | None = None) -> None:
     """Write a video's crops and its manifest record, as preprocess.py would."""
     crops = []
     for i in range(n_crops if status == "ok" else 0):
@@ -61,8 +62,8 @@ def add_video(root: Path, video_id: str, label: str, group: str, n_crops: int, *
                       "confidence": (confidences or {}).get(i, 0.99)})
     append_record(root / "manifest.jsonl", {
         "video_id": video_id, "source": f"/data/{label}/{video_id}.mp4",
-        "relpath": f"{label}/{video_id}.mp4", "label": label, "group": group,
-        "group_rule": "labels_csv", "fps": 25.0, "frames_read": 100, "frames_sampled": n_crops,
+        "relpath": relpath or f"{label}/{video_id}.mp4", "label": label, "group": group,
+        "group_rule": group_rule, "fps": 25.0, "frames_read": 100, "frames_sampled": n_crops,
         "faces_saved": len(crops), "detector": "mtcnn", "settings": SETTINGS, "seconds": 0.1,
         "status": status, "message": "", "crops": crops})
 
@@ -214,7 +215,8 @@ def test_filters_remove_what_they_should_and_are_reported(tmp_path):
 
 
 def ffpp_dataset(root: Path, ids: list[str]) -> None:
-    """FaceForensics++ style: real <id>, fake <id>_<partner>; the group is the target id."""
+    """FaceForensics++ style: real <id>, fake <id>_<partner>; the manifest's group is the
+    target id (as preprocess wrote it before identity groups), the name joins the partner."""
     for a, b in zip(ids[::2], ids[1::2], strict=True):
         for target, source in ((a, b), (b, a)):
             add_video(root, target, "real", target, 3)
@@ -236,26 +238,36 @@ def test_official_ffpp_protocol_is_honoured(tmp_path):
     ffpp_dataset(tmp_path / "pre", ids)
     write_ffpp_protocol(tmp_path / "proto", FFPP_PROTOCOL)
     report = run_split(tmp_path / "pre", tmp_path / "out", protocol=tmp_path / "proto")
-    expected = {i: s for s, pairs in FFPP_PROTOCOL.items() for pair in pairs for i in pair}
+    expected = {min(pair): s for s, pairs in FFPP_PROTOCOL.items() for pair in pairs}
     rows = read_table(tmp_path / "out")
     assert {r["group"]: r["split"] for r in rows} == expected
     assert {r["video_id"] for r in rows if r["split"] == "test"} == {
         "519", "515", "519_515", "515_519"}
-    assert report["method"] == "protocol" and report["splits"]["train"]["groups"] == 6
+    assert report["method"] == "protocol" and report["splits"]["train"]["groups"] == 3
+
+
+def test_protocol_that_splits_one_identity_group_is_refused(tmp_path):
+    ffpp_dataset(tmp_path / "pre", ["1", "2", "3", "4", "5", "6"])
+    table = tmp_path / "protocol.csv"
+    table.write_text("group,split\n1,train\n2,test\n3,val\n4,val\n5,test\n6,test\n")
+    with pytest.raises(PipelineError, match="splits the identities of one group "
+                                            r"\(1 in train, 2 in test\)"):
+        run_split(tmp_path / "pre", tmp_path / "out", protocol=table)
 
 
 def test_csv_protocol_and_unlisted_groups(tmp_path):
     ffpp_dataset(tmp_path / "pre", ["1", "2", "3", "4", "5", "6", "7", "8"])
     table = tmp_path / "protocol.csv"
-    rows = [("1", "train"), ("2", "train"), ("3", "train"), ("4", "val"), ("5", "test"),
-            ("6", "train")]
+    rows = [("1", "train"), ("2", "train"), ("3", "val"), ("4", "val"), ("5", "test"),
+            ("6", "test")]
     table.write_text("group,split\n" + "".join(f"{g},{s}\n" for g, s in rows))
-    with pytest.raises(PipelineError, match=r"does not list 2 of the 8 groups \(7, 8\)"):
+    with pytest.raises(PipelineError, match=r"does not list 1 of the 4 groups \(7\)"):
         run_split(tmp_path / "pre", tmp_path / "out", protocol=table)
     assert not (tmp_path / "out").exists()
     report = run_split(tmp_path / "pre", tmp_path / "out", protocol=table, unlisted="drop")
-    assert {r["group"]: r["split"] for r in read_table(tmp_path / "out")} == dict(rows)
-    assert report["dropped_unlisted"] == {"groups": 2, "videos": 4, "crops": 12}
+    assert {r["group"]: r["split"] for r in read_table(tmp_path / "out")} == {
+        "1": "train", "3": "val", "5": "test"}
+    assert report["dropped_unlisted"] == {"groups": 1, "videos": 4, "crops": 12}
 
 
 def test_bad_protocols_are_refused(tmp_path):
@@ -393,3 +405,130 @@ def test_report_carries_the_preprocess_settings_for_the_model(split_out):
     saved = json.loads((out / "split_report.json").read_text())
     assert saved["preprocess"] == {"detector": "mtcnn", **SETTINGS}
     assert report["preprocess"]["margin"] == 1.3
+
+
+def _filler_groups(root: Path, n: int = 8) -> None:
+    for g in range(n):
+        add_video(root, f"r{g}", "real", f"g{g}", 3)
+        add_video(root, f"f{g}", "fake", f"g{g}", 3)
+
+
+def test_target_source_and_fake_land_in_one_split_for_every_seed(tmp_path):
+    """519_515 shows 515's face: real 515, real 519 and the fake must never be split apart
+    (the manifest holds what preprocess wrote before identity groups: group = target)."""
+    root = tmp_path / "pre"
+    _filler_groups(root)
+    add_video(root, "515-aaaa", "real", "515", 3, group_rule="self", relpath="real/515.mp4")
+    add_video(root, "519-bbbb", "real", "519", 3, group_rule="self", relpath="real/519.mp4")
+    add_video(root, "519_515-cccc", "fake", "519", 3, group_rule="ffpp_name",
+              relpath="fake/Deepfakes/519_515.mp4")
+    for seed in range(12):
+        out = tmp_path / f"out{seed}"
+        report = run_split(root, out, seed=seed, workers=1)
+        rows = read_table(out)
+        split_of = {r["video_id"]: (r["split"], r["group"]) for r in rows}
+        assert split_of["515-aaaa"] == split_of["519-bbbb"] == split_of["519_515-cccc"]
+        assert split_of["515-aaaa"][1] == "515"
+        rules = {r["video_id"]: r["group_rule"] for r in rows}
+        assert rules["519_515-cccc"] == "ffpp_name" and rules["515-aaaa"] == "self"
+        where = split_of["515-aaaa"][0]
+        assert report["group_rules"][where]["ffpp_name"] == 1
+        assert sum(sum(c.values()) for c in report["group_rules"].values()) == 19
+    assert "videos per group rule" in (out / "split_report.txt").read_text()
+
+
+def test_ungrouped_fakes_are_refused_unless_labelled_or_allowed(tmp_path):
+    root = tmp_path / "pre"
+    _filler_groups(root)
+    add_video(root, "clip-dddd", "fake", "clip", 3, group_rule="self",
+              relpath="fake/other/clip.mp4")
+    with pytest.raises(PipelineError, match=r"^1 fake video\(s\) have no known source.*"
+                                            "--labels.*--allow-ungrouped-fakes") as err:
+        run_split(root, tmp_path / "out")
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+    allowed = run_split(root, tmp_path / "allowed", allow_ungrouped_fakes=True)
+    assert allowed["ungrouped_fakes"] == 1
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label,group\nfake/other/clip.mp4,fake,g3|someone\n")
+    report = run_split(root, tmp_path / "labelled", labels=labels)
+    assert report["ungrouped_fakes"] == 0
+    rows = {r["video_id"]: r for r in read_table(tmp_path / "labelled")}
+    assert rows["clip-dddd"]["group"] == rows["r3"]["group"] == rows["f3"]["group"]
+    assert rows["clip-dddd"]["group_rule"] == "labels_csv"
+    assert rows["clip-dddd"]["split"] == rows["r3"]["split"]
+
+
+def test_dropped_videos_are_listed_per_split_with_their_reason(tmp_path):
+    root = tmp_path / "pre"
+    _filler_groups(root)
+    add_video(root, "nf", "fake", "g1", 0, status="no_face")
+    add_video(root, "err", "real", "g2", 0, status="error")
+    add_video(root, "blur", "fake", "g3", 2, blurred={0, 1})
+    add_video(root, "lonely", "real", "solo", 0, status="no_face")
+    report = run_split(root, tmp_path / "out", workers=1)
+    rows = read_table(tmp_path / "out")
+    split_of = {r["video_id"]: r["split"] for r in rows}
+    with open(tmp_path / "out" / "dropped_videos.csv", newline="", encoding="utf-8") as fh:
+        dropped = {r["video_id"]: r for r in csv.DictReader(fh)}
+    assert set(dropped) == {"nf", "err", "blur", "lonely"}
+    assert {k: v["reason"] for k, v in dropped.items()} == {
+        "nf": "no_face", "err": "error", "blur": "filtered", "lonely": "no_face"}
+    assert dropped["nf"]["split"] == split_of["r1"]  # with the rest of its group
+    assert dropped["err"]["split"] == split_of["r2"]
+    assert dropped["blur"]["split"] == split_of["r3"]
+    assert dropped["lonely"]["split"] in SPLIT_NAMES and dropped["lonely"]["group"] == "solo"
+    assert dropped["blur"]["detail"] == "all 2 crops removed by the quality filter"
+    counted = sum(sum(c.values()) for c in report["dropped_videos"].values())
+    assert counted == 4
+    assert "videos without a kept crop" in (tmp_path / "out" / "split_report.txt").read_text()
+
+
+def test_min_confidence_defaults_to_the_value_preprocess_used(tmp_path):
+    root = tmp_path / "pre"
+    for g in range(6):
+        add_video(root, f"r{g}", "real", f"g{g}", 3, confidences={0: 0.85})
+        add_video(root, f"f{g}", "fake", f"g{g}", 3)
+    lines = (root / "manifest.jsonl").read_text().replace('"min_confidence": 0.9',
+                                                          '"min_confidence": 0.8')
+    (root / "manifest.jsonl").write_text(lines)
+    report = run_split(root, tmp_path / "out", workers=1)
+    assert report["filter"]["min_confidence"] == 0.8
+    assert report["filter"]["removed"]["confidence"] == 0
+    assert report["filter"]["min_confidence_source"] == "the manifest (preprocess's value)"
+    strict = run_split(root, tmp_path / "strict", workers=1,
+                       rules=QualityRules(min_confidence=0.9))
+    assert strict["filter"]["removed"]["confidence"] == 6
+
+
+def test_crop_settings_given_to_split_fill_what_the_manifest_lacks(tmp_path):
+    root = tmp_path / "pre"
+    _filler_groups(root)
+    bare = "\n".join(json.dumps({k: v for k, v in json.loads(line).items()
+                                 if k not in ("settings", "detector")})
+                     for line in (root / "manifest.jsonl").read_text().splitlines()) + "\n"
+    (root / "manifest.jsonl").write_text(bare)
+    unknown = run_split(root, tmp_path / "unknown", workers=1)
+    assert unknown["preprocess"] is None and unknown["crop_source"] is None
+    known = run_split(root, tmp_path / "known", workers=1,
+                      crop={"margin": 1.0, "size": 24, "detector": None})
+    assert known["preprocess"] == {"margin": 1.0, "size": 24}
+    assert known["crop_source"] == "split.py options"
+    with pytest.raises(PipelineError, match="--margin 1.0 contradicts the manifest"):
+        run_split(tempting_root(tmp_path), tmp_path / "x", crop={"margin": 1.0})
+
+
+def tempting_root(tmp_path: Path) -> Path:
+    root = tmp_path / "with_settings"
+    _filler_groups(root)
+    return root
+
+
+def test_quality_rules_of_a_split_travel_to_the_model_metadata(split_out, tmp_path):
+    from dfpipe.quality import rules_from_split, rules_of
+
+    out, report = split_out
+    rules = rules_from_split(out)
+    assert rules == {"min_face": 40, "min_sharpness": 20.0, "min_confidence": 0.9,
+                     "max_per_video": None, "source": "split_report.json of the training split"}
+    assert rules_of({"quality": rules}) == QualityRules(min_confidence=0.9)
+    assert rules_from_split(tmp_path) is None and rules_of({}) is None

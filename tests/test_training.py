@@ -15,10 +15,12 @@ import pandas as pd
 import pytest
 from test_data import write_split
 
+from dfpipe.data import read_split
 from dfpipe.errors import PipelineError
 from dfpipe.images import read_rgb
 from dfpipe.modelio import METADATA_ATTR
 from dfpipe.models import build_backbone, get_backbone, load_detector
+from dfpipe.operating import choose_operating_point
 from dfpipe.training import (
     TrainConfig,
     choose_precision,
@@ -131,6 +133,17 @@ def test_one_epoch_writes_a_model_that_reloads_to_the_same_predictions(tmp_path:
                                       "fake": 6}
     assert meta["config"]["weights"] == "none" and meta["config"]["epochs"] == 1
     assert 0.0 <= meta["threshold"] <= 1.0 and "validation" in meta["threshold_source"]
+    # the operating point users meet: video-level, with the rule that will be deployed
+    assert meta["aggregate"] == "mean" and meta["aggregate_source"] == "train.py --aggregate"
+    assert "4 validation videos" in meta["threshold_source"]
+    assert "8 validation crops" in meta["crop_threshold_source"]
+    val = read_split(root, "val")
+    per_video = pd.DataFrame({"v": [c.video_id for c in val], "y": [c.label for c in val],
+                              "s": result.val_scores}).groupby("v").mean()
+    assert meta["threshold"] == choose_threshold(per_video["y"], per_video["s"])
+    assert meta["crop_threshold"] == choose_threshold([c.label for c in val], result.val_scores)
+    assert meta["phase_boundary"] == 0  # --weights none: no head phase
+    assert meta["quality"] is None  # this split report states no filter
     assert meta["training"]["precision"] == result.precision
 
     crops = np.stack([read_rgb(p) for p in result.val_paths]).astype("float32")
@@ -225,3 +238,32 @@ print("RESULT", result.replicas, result.metadata["training"]["global_batch"])
     assert run.returncode == 0, run.stderr[-2000:]
     assert "RESULT 2 6" in run.stdout
     assert (tmp_path / "m" / "tiny_best.h5").is_file()
+
+
+def test_video_threshold_differs_from_the_crop_threshold_when_it_should() -> None:
+    """Crops of one video disagree; the video threshold is chosen on their mean."""
+    ids = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    scores = [0.1, 0.7, 0.2, 0.3, 0.35, 0.95, 0.6, 0.5]
+    point = choose_operating_point(ids, labels, scores, "mean", "test")
+    # video means: a 0.4, b 0.25 (real); c 0.65, d 0.55 (fake): any cut in (0.4, 0.55] is perfect
+    assert 0.4 < point["threshold"] <= 0.55
+    assert point["crop_threshold"] == choose_threshold(labels, scores)
+    assert point["aggregate"] == "mean" and "4 validation videos" in point["threshold_source"]
+    maxed = choose_operating_point(ids, labels, scores, "max", "test")
+    # video maxima: a 0.7, b 0.3; c 0.95, d 0.6: best cut 0.95 (TPR .5, FPR 0) or 0.6..0.7
+    assert maxed["threshold"] != point["threshold"] and maxed["aggregate"] == "max"
+
+
+def test_phase_boundary_is_where_phase_one_really_ended(tmp_path: Path) -> None:
+    """With a learning rate of 0 val AUC never improves: phase 1 stops after 2 of 4 epochs."""
+    root = write_split(tmp_path / "split", size=64)
+    weights = tmp_path / "tiny_backbone.weights.h5"
+    build_backbone(get_backbone("tiny"), 64, None).save_weights(weights)
+    cfg = TrainConfig(data=root, output=tmp_path / "models", backbone="tiny",
+                      weights=str(weights), size=64, batch_size=4, head_epochs=4, epochs=1,
+                      lr=0.0, patience=1, precision="float32", aggregate="median")
+    result = train(cfg, verbose=0)
+    assert result.metadata["phase_boundary"] == 2
+    assert list(pd.read_csv(tmp_path / "models" / "training_log.csv")["epoch"]) == [0, 1, 2]
+    assert result.metadata["aggregate"] == "median"

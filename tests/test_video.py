@@ -92,3 +92,13 @@ def test_each_frame_decoded_can_stop_the_pass(tmp_path):
     with pytest.raises(VideoError, match="stopped"):
         list(iter_sampled_frames(video, every=5, on_grab=stop_at_7))
     assert seen == list(range(8))
+
+
+def test_under_reported_count_resamples_over_the_whole_video(tmp_path):
+    """A 40-frame video whose container claims 10: the K frames span all 40, not the start."""
+    video = write_numbered_video(tmp_path / "v.mp4", 40)
+    info = VideoInfo(fps=10.0, reported_frames=10, width=64, height=48)
+    got = [(i, frame_level(f)) for i, f in iter_sampled_frames(video, frames=4, info=info)]
+    assert [i for i, _ in got] == [5, 15, 25, 35]
+    assert [lvl for _, lvl in got] == [5, 15, 25, 35]
+    assert info.frames_read == 40

@@ -585,3 +585,13 @@ def test_6_private_images_names_only_one_server_small_polls(make_app, media, ana
     with pytest.raises(PipelineError, match="already using the instance folder"):
         app_script().main(["--model", str(tmp_path / "missing.h5"),
                            "--instance", str(tmp_path / "instance")])
+
+
+def test_unknown_crop_settings_are_stated_by_the_api_and_the_job(make_app, media, tmp_path):
+    path = save_tiny_model(tmp_path / "nocrop.h5", bias=4.0, crop=None)
+    client = make_app(Analyzer.load(path, every=3), gradcam=False).test_client()
+    info = client.get("/api/model").get_json()
+    assert info["crop_unknown"] == ["margin", "size", "detector"]
+    job = finished(client, post(client, media["face"]).get_json()["job_id"])
+    assert job["status"] == "done"
+    assert any(w.startswith("crop settings unknown") for w in job["result"]["warnings"])
