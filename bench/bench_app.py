@@ -121,6 +121,8 @@ def upload_and_wait(client: Any, path: Path) -> dict[str, Any]:
         time.sleep(POLL_S)
     else:
         raise PipelineError(f"{path.name}: no result after {JOB_TIMEOUT_S:.0f} s")
+    if job["status"] == "done":  # polls carry the verdict; the full result has its own URL
+        job["result"] = client.get(job["result_url"]).get_json()["result"]
     return {"job": job, "upload_to_verdict_s": verdict_s, "verdict_cpu_s": verdict_cpu_s,
             "upload_to_done_s": time.perf_counter() - start}
 

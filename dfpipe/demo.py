@@ -107,8 +107,10 @@ def check_app(model: Path, video: Path, log: list[str], timeout: float = 300.0) 
         job_id = job.get("job_id") or job.get("id")
         while True:
             state = _http_json(f"{base}/api/jobs/{job_id}")
-            if state.get("status") in ("done", "error") or (state.get("result") or {}).get(
-                    "verdict"):
+            if state.get("verdict"):  # polls carry the verdict; the result has its own URL
+                state["result"] = _http_json(f"{base}{state['result_url']}")["result"]
+                return state
+            if state.get("status") in ("done", "error"):
                 return state
             if time.monotonic() > deadline:
                 raise PipelineError("the app did not finish the sample video in time")

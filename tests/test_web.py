@@ -61,8 +61,10 @@ def media(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "fake.h5", bias=4.0,
-                           threshold=0.5, crop=crop_metadata("mtcnn", every=3))
+    folder = tmp_path_factory.mktemp("model")
+    return save_tiny_model(folder / "fake.h5", bias=4.0, threshold=0.5,
+                           crop=crop_metadata("mtcnn", every=3),
+                           split={"folder": str(folder / "splits" / "ffpp")})
 
 
 @pytest.fixture(scope="module")
@@ -568,6 +570,7 @@ def test_6_private_images_names_only_one_server_small_polls(make_app, media, ana
     assert str(tmp_path) not in info.get_data(as_text=True)
     assert str(analyzer.model_path.parent) not in info.get_data(as_text=True)
     assert info.get_json()["name"] == "fake.h5"
+    assert info.get_json()["metadata"]["split"]["folder"] == "ffpp"
 
     class Vanishing(Gate):
         def analyze(self, path, *args, **kwargs):

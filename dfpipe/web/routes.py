@@ -14,6 +14,7 @@ import logging
 import shutil
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 from flask import (
@@ -147,7 +148,7 @@ def _too_large() -> tuple[Response, int]:
                           "more compressed video", max_upload_mb=mb)
 
 
-def _save_within(stream: Any, path: Any, limit: int) -> bool:
+def _save_within(stream: Any, path: Path, limit: int) -> bool:
     """Copy an upload to ``path`` chunk by chunk; False as soon as it passes ``limit`` bytes."""
     written = 0
     with open(path, "wb") as out:
