@@ -224,7 +224,7 @@ def load_crop_folder(root: Path, labels: Path, group_column: str | None = None,
             raise PipelineError(f"{labels}: video {video} is in several groups "
                                 f"({', '.join('|'.join(g) for g in sorted(named))}); "
                                 "one group per video")
-        identities[video] = sorted({video, *(named.pop() if named else ())})
+        identities[video] = sorted(named.pop()) if named else [video]
     groups = connect(identities)
     crops: list[FaceCrop] = []
     records: list[VideoRecord] = []
@@ -232,7 +232,7 @@ def load_crop_folder(root: Path, labels: Path, group_column: str | None = None,
     for video in sorted(by_video):
         members = by_video[video]
         label = members[0]["label"]
-        rule = "labels_csv" if len(identities[video]) > 1 else SELF_RULE
+        rule = SELF_RULE if identities[video] == [video] else "labels_csv"
         videos_by_label[label] += 1
         records.append(VideoRecord(video, label, groups[video], rule, members[0]["path"], "ok",
                                    "", tuple(identities[video])))
