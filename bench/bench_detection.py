@@ -288,7 +288,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "whole held-out share)")
     p.add_argument("--min-sharpness", type=float, default=0.0,
                    help="split's sharpness rule (0: keep every crop; split.py's default 20 "
-                        "removes about a quarter of dfdc_faces, fakes more than reals)")
+                        "removes a fifth of dfdc_faces: 16.5%% of real, 24.2%% of fake crops)")
     train = p.add_argument_group("training (None: train.py's own default)")
     train.add_argument("--backbone", default=None, help="backbone (train.py --backbone)")
     train.add_argument("--weights", default="none",
