@@ -57,6 +57,7 @@ class FaceCrop:
     face_size: float
     confidence: float
     sharpness: float = math.nan
+    landmarks: str = ""  # five keypoints in crop pixels as JSON, "" when unknown
 
 
 def sharpness(gray: np.ndarray) -> float:

@@ -236,7 +236,9 @@ def _tile(image: np.ndarray, text: str, side: int) -> np.ndarray:
 
 def grid_image(images: list[np.ndarray], landmarks: list[np.ndarray], seed: int = 0,
                side: int = 160) -> np.ndarray:
-    """One row per face: the real crop, its keypoints and hull, the mask, the blended fake."""
+    """One row per face: the real image of the training pair (the crop, or the crop
+    transformed when the draw put the transform on the target), the crop's keypoints and
+    hull, the mask, the blended fake."""
     rows = []
     for i, (image, points) in enumerate(zip(images, landmarks, strict=True)):
         made = self_blend(image, points, np.random.default_rng([seed, i]))
@@ -247,7 +249,7 @@ def grid_image(images: list[np.ndarray], landmarks: list[np.ndarray], seed: int 
             cv2.circle(marked, (int(round(x)), int(round(y))), 2, (255, 0, 0), -1)
         grey = np.repeat((made.mask * 255).astype(np.uint8)[..., None], 3, axis=2)
         rows.append(np.hstack([
-            _tile(image, "real", side), _tile(marked, "5 points + hull", side),
+            _tile(made.target, "real (of the pair)", side), _tile(marked, "5 points + hull", side),
             _tile(grey, f"mask x{made.ratio:g}", side), _tile(made.blended, "self-blended", side)]))
     return np.vstack(rows)
 

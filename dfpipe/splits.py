@@ -38,7 +38,7 @@ UNLISTED_CHOICES: tuple[str, str] = ("error", "drop")
 REPORT_JSON = "split_report.json"
 REPORT_TXT = "split_report.txt"
 COLUMNS: tuple[str, ...] = ("path", "split", "label", "label_id", "video_id", "group", "frame",
-                            "face", "face_size", "confidence", "sharpness")
+                            "face", "face_size", "confidence", "sharpness", "landmarks")
 
 
 # --- reading the preprocess output -------------------------------------------------------
@@ -97,7 +97,8 @@ def _crop(rec: dict[str, Any], crop: dict[str, Any], label: str) -> FaceCrop:
     return FaceCrop(file=str(crop["file"]), label=label, video_id=str(rec["video_id"]),
                     group=str(rec.get("group") or rec["video_id"]), frame=int(crop["frame"]),
                     face=int(crop["face"]), face_size=float(crop["face_size"]),
-                    confidence=float(crop["confidence"]))
+                    confidence=float(crop["confidence"]),
+                    landmarks=json.dumps(crop["landmarks"]) if crop.get("landmarks") else "")
 
 
 def require_both_classes(crops: Sequence[FaceCrop], root: Path, stats: dict[str, Any],
@@ -303,7 +304,8 @@ def make_rows(crops: Iterable[FaceCrop], assignment: dict[str, str]) -> list[dic
             "path": f"{split}/{c.label}/{c.video_id}/{Path(c.file).name}", "split": split,
             "label": c.label, "label_id": label_id(c.label), "video_id": c.video_id,
             "group": c.group, "frame": c.frame, "face": c.face, "face_size": c.face_size,
-            "confidence": c.confidence, "sharpness": round(c.sharpness, 3), "source": c.file})
+            "confidence": c.confidence, "sharpness": round(c.sharpness, 3),
+            "landmarks": c.landmarks, "source": c.file})
     rows.sort(key=lambda r: r["path"])
     paths = [r["path"] for r in rows]
     if len(set(paths)) != len(paths):
