@@ -16,7 +16,7 @@ from dfpipe import sbi
 from dfpipe.croptable import load_split
 from dfpipe.errors import PipelineError
 from dfpipe.images import read_rgb
-from dfpipe.landmarks import DEFAULT_LAYOUT, Landmarks, LandmarkReport
+from dfpipe.landmarks import DEFAULT_LAYOUT, LandmarkReport, Landmarks
 from dfpipe.sbidata import make_sbi_dataset, plan, read_sbi_train, settings
 
 SIDE = 128
