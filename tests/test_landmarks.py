@@ -29,8 +29,8 @@ from dfpipe.manifest import read_manifests
 from dfpipe.quality import QualityRules
 from dfpipe.splits import run_split
 
-RETINA = {"right_eye": [60, 40], "left_eye": [30, 41], "nose": [45, 55],
-          "mouth_right": [58, 70], "mouth_left": [33, 71]}  # named from the subject's side
+RETINA = {"right_eye": [30, 41], "left_eye": [60, 40], "nose": [45, 55],
+          "mouth_right": [33, 71], "mouth_left": [58, 70]}  # named from the subject's side
 MTCNN = {"left_eye": [30, 41], "right_eye": [60, 40], "nose": [45, 55],
          "mouth_left": [33, 71], "mouth_right": [58, 70]}  # named from the image's side
 
@@ -186,6 +186,24 @@ def test_read_only_data_caches_in_the_output(tmp_path: Path, monkeypatch) -> Non
     assert read_cache(bad) == {}
     bad.write_text(json.dumps({"version": 99, "crops": {}}))
     assert read_cache(bad) == {}
+
+
+class _OnlyWithBorder(_Stub):
+    """Finds the face only once a border is added (as MTCNN on tight crops)."""
+
+    def detect(self, frames):
+        bright = [np.full_like(f, 255) for f in frames]  # the stub's "face" test passes
+        return [found if f.shape[0] > 72 else []
+                for f, found in zip(frames, super().detect(bright), strict=True)]
+
+
+def test_a_missed_crop_is_retried_with_a_border_and_mapped_back() -> None:
+    image = np.full((72, 72, 3), 200, np.uint8)
+    (points,) = detect_landmarks([image], detector=_OnlyWithBorder())
+    pad = round(0.25 * 72)
+    side = 72 + 2 * pad
+    assert points is not None
+    np.testing.assert_allclose(points[0], (side * 0.3 - pad, side * 0.3 - pad), atol=1e-3)
 
 
 @needs_shared
