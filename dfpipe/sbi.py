@@ -258,7 +258,8 @@ def write_png(path: Path, rgb: np.ndarray) -> Path:
     """Write an RGB image as PNG atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise PipelineError(f"cannot encode the grid as PNG for {path}")
     tmp = path.with_name(f".{path.name}.tmp")
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="split folder (its train real crops), or a folder of crops (its "
                              "real/ sub-folder if any, else every image below it)")
     parser.add_argument("--rows", type=int, default=6, help="faces shown, one per row")
-    parser.add_argument("--side", type=int, default=160, help="pixels per tile")
+    parser.add_argument("--side", type=int, default=128, help="pixels per tile")
     parser.add_argument("--cache", type=Path, default=None,
                         help="landmark cache JSON to read and extend (none: detect only the "
                              "crops shown, write nothing)")
