@@ -243,3 +243,19 @@ def test_grid_command_writes_a_png_of_real_mask_and_blend(tmp_path: Path) -> Non
     assert (mask_tiles[20:] > 60).mean() > 0.3 and (mask_tiles[20:] == 0).mean() > 0.05
     real, blended = grid[20:, :64].astype(int), grid[20:, 3 * 64:].astype(int)
     assert np.abs(real - blended).mean() > 2
+
+
+def test_cli_passes_the_sbi_options_and_errors_in_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = real_only_split(tmp_path / "split")
+    repo = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, str(repo / "train.py"), "--data", str(root),
+                          "--output", str(tmp_path / "m"), "--backbone", "tiny", "--weights",
+                          "none", "--size", "64", "--sbi", "--sbi-ratio", "0.5"],
+                         capture_output=True, text=True, cwd=repo, timeout=120,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1].startswith("error: --sbi-ratio 0.5 mixes in")
