@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # MTCNN's landmark names, in the order kept here (left/right as seen in the image).
 LANDMARKS: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 FRONTAL_MAX_YAW = 0.2  # |nose offset from the eye midpoint| / eye distance for a frontal face
-# The demo's fakes blend at full strength: its detector has a few videos and a minute to learn.
+# The demo's fakes blend at full strength (see self_blend).
 DEMO_RATIOS: tuple[float, ...] = (1.0,)
 
 @dataclass(frozen=True)
@@ -126,13 +126,36 @@ def low_resolution(image: np.ndarray, face_width: float, generated_width: float)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def self_blend(photo: np.ndarray, face: Face, rng: np.random.Generator
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _signed(rng: np.random.Generator, lo: float, hi: float, size: int | None = None) -> Any:
+    """A random magnitude in [lo, hi] with a random sign: a shift that is never negligible."""
+    return rng.uniform(lo, hi, size=size) * rng.choice([-1.0, 1.0], size=size)
+
+
+def demo_transform(image: np.ndarray, rng: np.random.Generator,
+                   generated_width: float, face_width: float) -> np.ndarray:
+    """The demo's source transform: hue, saturation, brightness and RGB balance shifted by
+    clearly visible amounts, and the resolution a generator would have made the face at."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + _signed(rng, 2, 6)) % 180
+    hsv[..., 1] *= 1.0 + _signed(rng, 0.1, 0.25)
+    hsv[..., 2] = hsv[..., 2] * (1.0 + _signed(rng, 0.05, 0.12)) + _signed(rng, 4, 10)
+    out = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+    out += _signed(rng, 5, 14, size=3)
+    return low_resolution(np.clip(out, 0, 255).astype(np.uint8), face_width, generated_width)
+
+
+def self_blend(photo: np.ndarray, face: Face, rng: np.random.Generator,
+               generated_width: float) -> tuple[np.ndarray, np.ndarray]:
     """A self-blended image made by :func:`dfpipe.sbi.self_blend`, the blend train.py's
-    ``--sbi`` uses, with the transform kept on the pasted face (the real video films the
-    untouched photo) and full-strength masks (:data:`DEMO_RATIOS`).
-    Returns (fake photo, the mask used)."""
-    made = sbi.self_blend(photo, face.landmarks, rng, keep_target=True, ratios=DEMO_RATIOS)
+    ``--sbi`` uses (same hull mask, deformation, blur, shift and blend), with the demo's
+    stronger :func:`demo_transform` kept on the pasted face (the real video films the
+    untouched photo) and full-strength masks (:data:`DEMO_RATIOS`): the demo's tiny
+    detector has a few videos and a minute to learn. Returns (fake photo, the mask used)."""
+    def transform(image: np.ndarray, r: np.random.Generator) -> np.ndarray:
+        return demo_transform(image, r, generated_width, face.width)
+
+    made = sbi.self_blend(photo, face.landmarks, rng, keep_target=True, ratios=DEMO_RATIOS,
+                          transform=transform)
     return made.blended, made.mask
 
 

@@ -268,7 +268,7 @@ def _make_fake(target: Source, sources: list[Source], photos: list[np.ndarray],
         donor = donors[int(rng.integers(len(donors)))]
         fake, _ = face_swap(photo, face, photos[donor.photo], faces[donor.photo], rng, generated)
         return fake, "face_swap", donor
-    fake, _ = self_blend(photo, face, rng)
+    fake, _ = self_blend(photo, face, rng, generated)
     return fake, "self_blend", target
 
 

@@ -29,6 +29,7 @@ import logging
 import os
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,13 +194,21 @@ class SelfBlend:
     transformed: str  # "source" or "target": which one went through source_transform
 
 
+def paper_transform(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """:func:`source_transform` applied with a seed drawn from ``rng``."""
+    return _seeded("source", source_transform, int(rng.integers(2**31)))(image=image)["image"]
+
+
 def self_blend(image: np.ndarray, landmarks: Any, rng: np.random.Generator,
-               keep_target: bool = False, ratios: tuple[float, ...] = BLEND_RATIOS) -> SelfBlend:
+               keep_target: bool = False, ratios: tuple[float, ...] = BLEND_RATIOS,
+               transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+               ) -> SelfBlend:
     """A self-blended fake of the RGB ``image`` whose face has five keypoints ``landmarks``.
 
     ``keep_target`` puts the transform on the source always, so the target stays the input
     image (the demo films the untouched photo as the real video); training leaves it off,
     as the paper does, and uses :attr:`SelfBlend.target` as the real of the pair.
+    ``transform`` (image, rng) -> image replaces the paper's :func:`paper_transform`.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise PipelineError(f"self_blend needs an RGB uint8 image, got {image.dtype} "
@@ -207,7 +216,7 @@ def self_blend(image: np.ndarray, landmarks: Any, rng: np.random.Generator,
     h, w = image.shape[:2]
     outline = inner_face_outline(landmarks)
     on_source = keep_target or bool(rng.random() < 0.5)
-    changed = _seeded("source", source_transform, int(rng.integers(2**31)))(image=image)["image"]
+    changed = (transform or paper_transform)(image, rng)
     source, target = (changed, image) if on_source else (image, changed)
     lo, hi = outline.min(0), outline.max(0)
     centre = (lo + hi) / 2

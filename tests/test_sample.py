@@ -143,7 +143,7 @@ def test_manipulations_only_touch_the_masked_face() -> None:
     photos = [image for _, image in sample.face_photos()]
     faces = [fakes.locate_face(image) for image in photos]
     rng = np.random.default_rng(0)
-    sbi, mask = fakes.self_blend(photos[0], faces[0], rng)
+    sbi, mask = fakes.self_blend(photos[0], faces[0], rng, generated_width=40)
     swap, swap_mask = fakes.face_swap(photos[0], faces[0], photos[1], faces[1], rng, 40)
     for fake, m in ((sbi, mask), (swap, swap_mask)):
         assert np.array_equal(fake[m == 0], photos[0][m == 0])
