@@ -40,6 +40,7 @@ bench: install  ## run the benchmarks (JSON on stdout; uses ../shared/data)
 	$(PY) bench/bench_preprocess.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_app.py
+	$(PY) bench/bench_sbi.py
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .

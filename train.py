@@ -70,6 +70,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "are aggregated per video with it and the video-level threshold is "
                         "chosen on those videos (evaluate and the app default to both)")
     p.add_argument("--seed", type=int, default=d["seed"], help="seed for every random choice")
+    p.add_argument("--sbi", action="store_true",
+                   help="self-blended training (Shiohara & Yamasaki 2022): every real training "
+                        "crop also yields a fake blended from two altered copies of itself, "
+                        "made on the fly and labelled fake; pairs share a batch (an odd "
+                        "--batch-size is rounded down to pairs); keypoints come from the split "
+                        "table, else MTCNN once (cached in landmarks.json beside the split or "
+                        "in --output); validation data is unchanged")
+    p.add_argument("--sbi-ratio", type=float, default=d["sbi_ratio"],
+                   help="with --sbi: share of each epoch's fake examples that are self-blended; "
+                        "1 uses no fake crop of the split (a split with only real training "
+                        "crops works); R < 1 adds round(N_real*(1-R)/R) of the split's fake "
+                        "crops per epoch (0.5: as many as there are real crops)")
     return p.parse_args(argv)
 
 
@@ -83,7 +95,7 @@ def main() -> int:
         epochs=args.epochs, lr=args.lr, fine_tune_lr=args.fine_tune_lr, dropout=args.dropout,
         unfreeze=args.unfreeze, precision=args.precision, balance=args.balance,
         augment=not args.no_augment, patience=args.patience, lr_patience=args.lr_patience,
-        seed=args.seed, aggregate=args.aggregate)
+        seed=args.seed, aggregate=args.aggregate, sbi=args.sbi, sbi_ratio=args.sbi_ratio)
     result = train(config, verbose=1 if sys.stdout.isatty() else 2)
     meta = result.metadata
     print(f"model:      {result.model_path}")

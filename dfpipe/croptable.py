@@ -9,6 +9,7 @@ relative to ``<split>/<label>`` (so ``Deepfakes/000_003`` and ``FaceSwap/000_003
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class Crop:
     group: str
     split: str
     frame: int = -1
+    landmarks: tuple[tuple[float, float], ...] | None = None  # five keypoints, crop pixels
 
 
 def load_split(root: Path, split: str) -> list[Crop]:
@@ -57,8 +59,24 @@ def _from_table(root: Path, table: Path, split: str) -> list[Crop]:
                 group=row.get("group") or row["video_id"],
                 split=split,
                 frame=int(frame) if frame not in ("", None) else -1,
+                landmarks=_landmarks(row.get("landmarks"), table),
             ))
     return sorted(crops, key=lambda c: str(c.path))
+
+
+def _landmarks(text: str | None, table: Path) -> tuple[tuple[float, float], ...] | None:
+    """The split table's ``landmarks`` cell (JSON [[x, y] x 5]) as a tuple, None if empty."""
+    if not text:
+        return None
+    try:
+        points = tuple((float(x), float(y)) for x, y in json.loads(text))
+    except (ValueError, TypeError) as exc:
+        raise PipelineError(f"{table}: bad landmarks cell {text[:40]!r} ({exc}); re-run "
+                            "split.py") from None
+    if len(points) != 5:
+        raise PipelineError(f"{table}: a landmarks cell holds {len(points)} points, not 5; "
+                            "re-run split.py")
+    return points
 
 
 def _from_folders(root: Path, split: str) -> list[Crop]:

@@ -230,6 +230,9 @@ def _extract(job: VideoJob, settings: Settings, detector: facelib.Detector, info
                     "file": f"{job.label}/{job.video_id}/{name}", "frame": index,
                     "face": face_no, "box": [round(v, 1) for v in face.box],
                     "face_size": round(face.size, 1), "confidence": round(face.confidence, 4),
+                    "landmarks": None if face.landmarks is None else facelib.landmarks_in_crop(
+                        face.landmarks, face.box, settings.margin, frame.shape[1],
+                        frame.shape[0], settings.size),
                 })
         batch.clear()
 

@@ -31,10 +31,12 @@ JPEG_QUALITY = 95
 
 @dataclass(frozen=True)
 class Face:
-    """A detected face: ``box`` is (x1, y1, x2, y2) in original-frame pixels."""
+    """A detected face: ``box`` is (x1, y1, x2, y2) in original-frame pixels; ``landmarks``
+    the detector's five keypoints (eyes, nose, mouth corners; x, y) in the same pixels."""
 
     box: tuple[float, float, float, float]
     confidence: float
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     @property
     def size(self) -> float:
@@ -46,6 +48,31 @@ class Face:
     def area(self) -> float:
         x1, y1, x2, y2 = self.box
         return float(max(0.0, x2 - x1) * max(0.0, y2 - y1))
+
+
+KEYPOINT_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+def five_points(keypoints: dict[str, Any] | None) -> tuple[tuple[float, float], ...] | None:
+    """A detector's keypoint dict (MTCNN and RetinaFace use the same five names) as five
+    (x, y) in image order: eye with the smaller x first, then the other eye, the nose, the
+    mouth corner with the smaller x, the other (RetinaFace names the subject's side,
+    MTCNN the image's, so names alone would swap them)."""
+    if not keypoints or any(k not in keypoints for k in KEYPOINT_NAMES):
+        return None
+    p = [(float(keypoints[k][0]), float(keypoints[k][1])) for k in KEYPOINT_NAMES]
+    eyes, mouth = sorted(p[:2]), sorted(p[3:])
+    return (*eyes, p[2], *mouth)
+
+
+def landmarks_in_crop(landmarks: Sequence[Sequence[float]], box: tuple[float, float, float, float],
+                      margin: float, frame_w: int, frame_h: int, size: int
+                      ) -> list[list[float]]:
+    """Frame-pixel keypoints in the coordinates of :func:`crop_face`'s crop of ``box``
+    (0..size, rounded to 0.1 px), as preprocess stores them in the manifest."""
+    x1, y1, x2, _ = square_box(box, margin, frame_w, frame_h)
+    scale = size / max(x2 - x1, 1)
+    return [[round((x - x1) * scale, 1), round((y - y1) * scale, 1)] for x, y in landmarks]
 
 
 class Detector:
@@ -118,7 +145,8 @@ class RetinaFaceDetector(Detector):
             if isinstance(found, dict):
                 for item in found.values():
                     x1, y1, x2, y2 = (float(v) for v in item["facial_area"])
-                    faces.append(Face((x1, y1, x2, y2), float(item["score"])))
+                    faces.append(Face((x1, y1, x2, y2), float(item["score"]),
+                                      five_points(item.get("landmarks"))))
             out.append(faces)
         return out
 
@@ -142,7 +170,8 @@ class MTCNNDetector(Detector):
                                            min_face_size=self.min_face_size)
         out = []
         for per_frame in results:
-            faces = [Face(tuple(float(v) for v in item["box"]), float(item["confidence"]))
+            faces = [Face(tuple(float(v) for v in item["box"]), float(item["confidence"]),
+                          five_points(item.get("keypoints")))
                      for item in per_frame if float(item["confidence"]) >= self.min_confidence]
             out.append(faces)
         return out
@@ -203,7 +232,9 @@ def detect_downscaled(detector: Detector, frames: Sequence[np.ndarray],
         small.append(frame)
         scales.append(scale)
     found = detector.detect(small)
-    return [[Face(tuple(v / s for v in f.box), f.confidence) for f in faces]
+    return [[Face(tuple(v / s for v in f.box), f.confidence,
+                  None if f.landmarks is None else tuple((x / s, y / s) for x, y in f.landmarks))
+             for f in faces]
             for faces, s in zip(found, scales, strict=True)]
 
 

@@ -1,9 +1,10 @@
 """Face manipulations for the built-in sample: self-blended images and face swaps.
 
 Both are genuine blending forgeries, the kind a detector must learn to spot: a face region
-is replaced by a colour-matched, slightly misaligned and lower-resolution copy (of the same
-face for self-blending, Shiohara & Yamasaki, CVPR 2022; of another person's face for a swap),
-pasted back through a soft elliptical mask. The seams, the resolution drop and the residual
+is replaced by an altered, slightly misaligned copy (of the same face for self-blending,
+Shiohara & Yamasaki, CVPR 2022; of another person's face, colour-matched and at a lower
+resolution, for a swap), pasted back through the soft inner-face mask of :mod:`dfpipe.sbi`,
+the blending train.py's ``--sbi`` uses too. The seams, the resolution drop and the residual
 colour mismatch are what separate these fakes from the photograph they were made from.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from . import sbi
 from .errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 # MTCNN's landmark names, in the order kept here (left/right as seen in the image).
 LANDMARKS: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 FRONTAL_MAX_YAW = 0.2  # |nose offset from the eye midpoint| / eye distance for a frontal face
+# The demo's fakes blend at full strength (see self_blend).
+DEMO_RATIOS: tuple[float, ...] = (1.0,)
 
 @dataclass(frozen=True)
 class Face:
@@ -93,24 +97,6 @@ def locate_face(photo: np.ndarray) -> Face:
     return _FACE_CACHE[key]
 
 
-def face_mask(shape: tuple[int, ...], face: Face, rng: np.random.Generator) -> np.ndarray:
-    """A soft elliptical face mask (float32 0..1): random extent and feathering, tilted
-    with the eye line, covering eyes, nose and mouth as blending masks do."""
-    h, w = shape[:2]
-    cx, cy = face.center
-    cy += face.height * rng.uniform(0.0, 0.08)
-    axes = (face.width * rng.uniform(0.36, 0.46), face.height * rng.uniform(0.42, 0.52))
-    left, right = face.landmarks[0], face.landmarks[1]
-    angle = float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
-    hard = np.zeros((h, w), np.float32)
-    cv2.ellipse(hard, (round(cx), round(cy)), (round(axes[0]), round(axes[1])), angle,
-                0, 360, 1.0, thickness=-1, lineType=cv2.LINE_AA)
-    sigma = face.width * rng.uniform(0.03, 0.08)
-    hard = cv2.erode(hard, np.ones((3, 3), np.uint8), iterations=max(1, round(sigma)))
-    soft = cv2.GaussianBlur(hard, (0, 0), sigmaX=sigma)
-    return np.clip(soft / max(float(soft.max()), 1e-6), 0.0, 1.0)
-
-
 def reinhard_transfer(src: np.ndarray, ref: np.ndarray, mask: np.ndarray,
                       strength: float = 1.0) -> np.ndarray:
     """Match src's colour statistics (mean, std per LAB channel) to ref's inside the mask
@@ -140,44 +126,37 @@ def low_resolution(image: np.ndarray, face_width: float, generated_width: float)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def blend(target: np.ndarray, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Alpha-blend source into target through a soft mask (zero outside the mask)."""
-    alpha = mask[..., None]
-    out = source.astype(np.float32) * alpha + target.astype(np.float32) * (1.0 - alpha)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
 def _signed(rng: np.random.Generator, lo: float, hi: float, size: int | None = None) -> Any:
     """A random magnitude in [lo, hi] with a random sign: a shift that is never negligible."""
     return rng.uniform(lo, hi, size=size) * rng.choice([-1.0, 1.0], size=size)
 
 
-def _jitter_colour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Shift hue, saturation, brightness and the RGB balance by clearly visible amounts."""
+def demo_transform(image: np.ndarray, rng: np.random.Generator,
+                   generated_width: float, face_width: float) -> np.ndarray:
+    """The demo's source transform: hue, saturation, brightness and RGB balance shifted by
+    clearly visible amounts, and the resolution a generator would have made the face at."""
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32)
     hsv[..., 0] = (hsv[..., 0] + _signed(rng, 2, 6)) % 180
     hsv[..., 1] *= 1.0 + _signed(rng, 0.1, 0.25)
     hsv[..., 2] = hsv[..., 2] * (1.0 + _signed(rng, 0.05, 0.12)) + _signed(rng, 4, 10)
     out = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
     out += _signed(rng, 5, 14, size=3)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    return low_resolution(np.clip(out, 0, 255).astype(np.uint8), face_width, generated_width)
 
 
 def self_blend(photo: np.ndarray, face: Face, rng: np.random.Generator,
                generated_width: float) -> tuple[np.ndarray, np.ndarray]:
-    """A self-blended image: the photo's own face, colour-shifted, slightly rescaled and
-    shifted, regenerated at lower resolution, partly colour-matched and pasted back.
-    Returns (fake photo, the mask used)."""
-    h, w = photo.shape[:2]
-    source = _jitter_colour(photo, rng)
-    cx, cy = face.center
-    scale = rng.uniform(0.94, 1.06)
-    shift = rng.uniform(-0.035, 0.035, size=2) * face.width
-    matrix = cv2.getRotationMatrix2D((cx, cy), rng.uniform(-3, 3), scale)
-    matrix[:, 2] += shift
-    source = cv2.warpAffine(source, matrix, (w, h), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_REFLECT101)
-    return _regenerate_and_blend(photo, source, face, rng, generated_width, (0.1, 0.5))
+    """A self-blended image made by :func:`dfpipe.sbi.self_blend`, the blend train.py's
+    ``--sbi`` uses (same hull mask, deformation, blur, shift and blend), with the demo's
+    stronger :func:`demo_transform` kept on the pasted face (the real video films the
+    untouched photo) and full-strength masks (:data:`DEMO_RATIOS`): the demo's tiny
+    detector has a few videos and a minute to learn. Returns (fake photo, the mask used)."""
+    def transform(image: np.ndarray, r: np.random.Generator) -> np.ndarray:
+        return demo_transform(image, r, generated_width, face.width)
+
+    made = sbi.self_blend(photo, face.landmarks, rng, keep_target=True, ratios=DEMO_RATIOS,
+                          transform=transform)
+    return made.blended, made.mask
 
 
 def face_swap(target: np.ndarray, target_face: Face, donor: np.ndarray, donor_face: Face,
@@ -192,15 +171,7 @@ def face_swap(target: np.ndarray, target_face: Face, donor: np.ndarray, donor_fa
         raise PipelineError("cannot align the donor face on the target (degenerate landmarks)")
     warped = cv2.warpAffine(donor, matrix, (w, h), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REFLECT101)
-    return _regenerate_and_blend(target, warped, target_face, rng, generated_width, (0.8, 1.0))
-
-
-def _regenerate_and_blend(photo: np.ndarray, source: np.ndarray, face: Face,
-                          rng: np.random.Generator, generated_width: float,
-                          strength: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """The finish both forgeries share: the pasted face at a generator's lower resolution,
-    colour-matched to the photo inside a soft face mask, blended in. Returns (fake, mask)."""
-    source = low_resolution(source, face.width, generated_width)
-    mask = face_mask(photo.shape, face, rng)
-    source = reinhard_transfer(source, photo, mask, strength=rng.uniform(*strength))
-    return blend(photo, source, mask), mask
+    warped = low_resolution(warped, target_face.width, generated_width)
+    mask = sbi.soft_mask(target.shape, sbi.inner_face_outline(target_face.landmarks), rng)
+    warped = reinhard_transfer(warped, target, mask, strength=rng.uniform(0.8, 1.0))
+    return sbi.blend(target, warped, mask), mask

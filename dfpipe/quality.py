@@ -60,6 +60,7 @@ class FaceCrop:
     confidence: float
     sharpness: float = math.nan
     group_rule: str = ""
+    landmarks: str = ""  # five keypoints in crop pixels as JSON, "" when unknown
 
 
 def sharpness(gray: np.ndarray) -> float:

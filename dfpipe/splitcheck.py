@@ -24,7 +24,8 @@ def make_rows(crops: Iterable[FaceCrop], assignment: dict[str, str]) -> list[dic
             "label": c.label, "label_id": label_id(c.label), "video_id": c.video_id,
             "group": c.group, "group_rule": c.group_rule, "frame": c.frame, "face": c.face,
             "face_size": c.face_size,
-            "confidence": c.confidence, "sharpness": round(c.sharpness, 3), "source": c.file})
+            "confidence": c.confidence, "sharpness": round(c.sharpness, 3),
+            "landmarks": c.landmarks, "source": c.file})
     rows.sort(key=lambda r: r["path"])
     paths = [r["path"] for r in rows]
     if len(set(paths)) != len(paths):

@@ -137,7 +137,8 @@ def _crop(rec: dict[str, Any], crop: dict[str, Any], label: str, group: str,
     return FaceCrop(file=str(crop["file"]), label=label, video_id=str(rec["video_id"]),
                     group=group, frame=int(crop["frame"]), face=int(crop["face"]),
                     face_size=float(crop["face_size"]), confidence=float(crop["confidence"]),
-                    group_rule=rule)
+                    group_rule=rule,
+                    landmarks=json.dumps(crop["landmarks"]) if crop.get("landmarks") else "")
 
 
 def require_both_classes(crops: Sequence[FaceCrop], root: Path, stats: dict[str, Any],

@@ -23,7 +23,8 @@ REPORT_JSON = "split_report.json"
 REPORT_TXT = "split_report.txt"
 DROPPED_TABLE = "dropped_videos.csv"
 COLUMNS: tuple[str, ...] = ("path", "split", "label", "label_id", "video_id", "group",
-                            "group_rule", "frame", "face", "face_size", "confidence", "sharpness")
+                            "group_rule", "frame", "face", "face_size", "confidence", "sharpness",
+                            "landmarks")
 DROPPED_COLUMNS: tuple[str, ...] = ("split", "video_id", "label", "group", "group_rule",
                                     "relpath", "reason", "detail")
 

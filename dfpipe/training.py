@@ -40,6 +40,7 @@ from .models import (
 )
 from .operating import choose_operating_point, choose_threshold  # noqa: F401 - re-exported
 from .quality import rules_from_split
+from .sbidata import read_sbi_train, sbi_training
 from .scoring import aggregator
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class TrainConfig:
     lr_factor: float = 0.3
     seed: int = 42
     aggregate: str = "mean"
+    sbi: bool = False
+    sbi_ratio: float = 1.0
 
 
 @dataclass
@@ -214,6 +217,9 @@ def resolve(config: TrainConfig) -> TrainConfig:
     if config.precision not in PRECISIONS:
         raise PipelineError(f"unknown precision '{config.precision}': use one of "
                             f"{', '.join(PRECISIONS)}")
+    if config.sbi and (config.balance == "sampling" or not 0.0 < config.sbi_ratio <= 1.0):
+        raise PipelineError("--sbi needs --sbi-ratio in (0, 1] and --balance weights or none "
+                            "(pairs come in whole; balanced sampling does not apply)")
     resolved = replace(
         config, backbone=spec.name, data=Path(config.data).resolve(),
         output=Path(config.output).resolve(),
@@ -256,7 +262,8 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
     cfg = resolve(config)
     spec = get_backbone(cfg.backbone)
     check_size(spec, cfg.size)
-    train_crops = read_split(cfg.data, "train")
+    train_crops = read_sbi_train(cfg.data, cfg.sbi_ratio) if cfg.sbi else read_split(
+        cfg.data, "train")
     val_crops = read_split(cfg.data, "val")
     crop = read_crop_settings(cfg.data)
     feed = feed_size(train_crops, crop)
@@ -275,13 +282,17 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
     out.mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(cfg.seed)
-    train_ds = make_dataset(train_crops, feed, global_batch, training=True, seed=cfg.seed,
-                            augment=cfg.augment, balance=cfg.balance)
+    sbi = sbi_training(train_crops, cfg.data, out, cfg.sbi_ratio, feed, global_batch, cfg.seed,
+                       cfg.augment) if cfg.sbi else None
+    train_ds = sbi.dataset if sbi else make_dataset(
+        train_crops, feed, global_batch, training=True, seed=cfg.seed, augment=cfg.augment,
+        balance=cfg.balance)
     val_ds = make_dataset(val_crops, feed, global_batch, training=False)
     fit_kwargs: dict[str, Any] = {"validation_data": val_ds, "verbose": verbose,
                                   "shuffle": False}  # tf.data already shuffles, seeded
     if cfg.balance == "weights":
-        fit_kwargs["class_weight"] = class_weights([c.label for c in train_crops])
+        fit_kwargs["class_weight"] = class_weights(
+            sbi.labels if sbi else [c.label for c in train_crops])
     elif cfg.balance == "sampling":
         fit_kwargs["steps_per_epoch"] = math.ceil(len(train_crops) / global_batch)
 
@@ -301,6 +312,7 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
                      train_crops, val_crops, history)
     boundary = phase_boundary(history)
     meta.update(point, phase_boundary=boundary, quality=rules_from_split(cfg.data))
+    meta["self_blending"] = sbi.settings if sbi else None
     model_path = out / f"{spec.name}_best.h5"
     save_model(final, model_path, meta)
     (out / CHECKPOINT).unlink(missing_ok=True)
