@@ -150,9 +150,9 @@ class Analyzer:
     @classmethod
     def load(cls, model_path: Path, **options: Any) -> Analyzer:
         """Load the model file once (checked against its metadata) and prepare the detector."""
-        from .models import load_detector
+        from .models import load_classifier
 
-        model, meta = load_detector(Path(model_path))
+        model, meta = load_classifier(Path(model_path))
         analyzer = cls(model, meta, model_path=Path(model_path), **options)
         facelib.preflight(analyzer.settings.detector)
         return analyzer

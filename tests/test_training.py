@@ -18,7 +18,7 @@ from test_data import write_split
 from dfpipe.errors import PipelineError
 from dfpipe.images import read_rgb
 from dfpipe.modelio import METADATA_ATTR
-from dfpipe.models import build_backbone, get_backbone, load_detector
+from dfpipe.models import build_backbone, get_backbone, load_classifier
 from dfpipe.training import (
     TrainConfig,
     choose_precision,
@@ -97,7 +97,11 @@ def test_crop_settings_come_from_the_split_report(tmp_path: Path, caplog) -> Non
 def test_resolve_fills_backbone_defaults_and_scratch_has_no_head_phase() -> None:
     cfg = resolve(TrainConfig(backbone="Xception", weights="some/file.h5"))
     assert (cfg.backbone, cfg.size, cfg.lr, cfg.fine_tune_lr, cfg.unfreeze) == (
-        "xception", 299, 1e-3, 1e-4, 36)
+        "xception", 299, 1e-3, 2e-4, -1)
+    assert (cfg.head_epochs, cfg.epochs, cfg.schedule, cfg.freeze_bn, cfg.frames_per_video) == (
+        2, 10, "cosine", False, 32)
+    assert cfg.weight_decay == get_backbone("xception").training.weight_decay > 0
+    assert resolve(TrainConfig(backbone="efficientnetb0")).freeze_bn
     scratch = resolve(TrainConfig(backbone="tiny", weights="None", head_epochs=2, epochs=3))
     assert (scratch.head_epochs, scratch.epochs, scratch.unfreeze, scratch.weights) == (
         0, 3, -1, "none")
@@ -117,11 +121,11 @@ def test_one_epoch_writes_a_model_that_reloads_to_the_same_predictions(tmp_path:
     assert result.model_path == out / "tiny_best.h5"
     assert (out / "tiny_best.json").is_file() and (out / "training_curves.png").stat().st_size
     assert any((out / "tensorboard").rglob("events.out.tfevents*"))
-    assert not (out / ".best.weights.h5").exists()
+    assert not (out / ".resume").exists()
     done = json.loads((out / "training_done.json").read_text())
     assert done["epochs"] == 1 and done["model"] == str(result.model_path) and done["finished"]
 
-    model, meta = load_detector(result.model_path)
+    model, meta = load_classifier(result.model_path)
     with h5py.File(result.model_path, "r") as fh:
         assert json.loads(fh.attrs[METADATA_ATTR]) == meta
     assert meta["class_names"] == ["real", "fake"]
@@ -153,6 +157,48 @@ def test_weights_path_and_two_phases(tmp_path: Path) -> None:
     assert result.metadata["config"]["weights"] == str(weights)
     assert result.metadata["training"]["precision"] == "float32"
     assert result.epochs_run == 2
+
+
+def test_fine_tuning_recipe_cosine_schedule_and_batch_norm(tmp_path: Path) -> None:
+    root = write_split(tmp_path / "split", {"train": {"real": 8, "fake": 8},
+                                            "val": {"real": 2, "fake": 2}}, size=16)
+    weights = tmp_path / "tiny_backbone.weights.h5"
+    build_backbone(get_backbone("tiny"), 16, None).save_weights(weights)
+    base = TrainConfig(data=root, backbone="tiny", weights=str(weights), size=16,
+                       batch_size=16, head_epochs=1, epochs=3, lr=1e-3, fine_tune_lr=1e-3,
+                       schedule="cosine", patience=10, precision="float32")
+    result = train(replace(base, output=tmp_path / "trained"), verbose=0)
+    log = pd.read_csv(tmp_path / "trained" / "training_log.csv")
+    # head warm-up at its rate, then cosine decay over the 3 fine-tuning epochs (2 steps each)
+    assert log["lr"].tolist() == pytest.approx([1e-3, 7.5e-4, 2.5e-4, 0.0], abs=1e-9)
+    phases = result.metadata["training"]["phases"]
+    assert [(p["name"], p["first_epoch"], p["epochs_run"]) for p in phases] == [
+        ("head", 0, 1), ("fine_tune", 1, 3)]
+    train_cfg = result.metadata["train_config"]
+    assert train_cfg["optimizer"] == "AdamW" and train_cfg["batch_norm_trained"]
+    assert list(result.metadata["model_config"]["mean"]) == [127.5] * 3
+
+    def moving_mean(model_path: Path) -> np.ndarray:
+        model, _ = load_classifier(model_path)
+        return np.asarray(model.get_layer("tiny").get_layer("tiny_bn0").moving_mean)
+
+    assert np.abs(moving_mean(result.model_path)).max() > 1e-3  # batch 16: batch norm trains
+    frozen = train(replace(base, output=tmp_path / "frozen", freeze_bn=True), verbose=0)
+    assert not frozen.metadata["train_config"]["batch_norm_trained"]
+    np.testing.assert_array_equal(moving_mean(frozen.model_path), 0.0)
+
+
+def test_frames_per_video_caps_training_and_fixes_validation(tmp_path: Path) -> None:
+    root = write_split(tmp_path / "split", {"train": {"real": 2, "fake": 2},
+                                            "val": {"real": 1, "fake": 1}}, size=16, frames=5)
+    cfg = TrainConfig(data=root, output=tmp_path / "m", **{**TINY_RUN, "size": 16},
+                      frames_per_video=2)
+    result = train(cfg, verbose=0)
+    sampling = result.metadata["sampling"]
+    assert (sampling["train_crops_per_epoch"], sampling["val_crops"]) == (8, 4)
+    assert result.metadata["split"]["val"]["crops"] == 10
+    assert [int(p.name[:6]) for p in result.val_paths] == [1, 3, 1, 3]
+    assert "(4 crops)" in result.metadata["threshold_source"]
 
 
 def test_training_errors_are_one_line(tmp_path: Path) -> None:
@@ -197,7 +243,7 @@ def test_xception_at_its_minimum_size(tmp_path: Path) -> None:
     cfg = TrainConfig(data=root, output=tmp_path / "m", backbone="xception", weights="none",
                       size=71, batch_size=4, epochs=1)
     result = train(cfg, verbose=0)
-    model, meta = load_detector(result.model_path)
+    model, meta = load_classifier(result.model_path)
     assert result.model_path.name == "xception_best.h5"
     assert meta["input_size"] == 71 and meta["backbone"] == "xception"
     crops = np.stack([read_rgb(p) for p in result.val_paths]).astype("float32")
