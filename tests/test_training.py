@@ -10,15 +10,27 @@ from dataclasses import replace
 from pathlib import Path
 
 import h5py
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 from test_data import write_split
 
+from dfpipe import models, training
 from dfpipe.errors import PipelineError
 from dfpipe.images import read_rgb
 from dfpipe.modelio import METADATA_ATTR
-from dfpipe.models import build_backbone, get_backbone, load_classifier
+from dfpipe.models import (
+    BACKBONES,
+    IMAGENET_MEAN_RGB,
+    IMAGENET_STDDEV_RGB,
+    Backbone,
+    backbone_of,
+    build_backbone,
+    build_classifier,
+    get_backbone,
+    load_classifier,
+)
 from dfpipe.training import (
     TrainConfig,
     choose_precision,
@@ -199,6 +211,111 @@ def test_frames_per_video_caps_training_and_fixes_validation(tmp_path: Path) -> 
     assert result.metadata["split"]["val"]["crops"] == 10
     assert [int(p.name[:6]) for p in result.val_paths] == [1, 3, 1, 3]
     assert "(4 crops)" in result.metadata["threshold_source"]
+
+
+def _keras_imagenet_file(spec: Backbone, size: int, folder: Path) -> Path:
+    """A stand-in for Keras' ImageNet download of ``spec``, made from its architecture: a
+    legacy full-model .h5 whose EfficientNet Normalization holds the std, as Keras' files do."""
+    source = spec.constructor(weights=None, include_top=False, input_shape=(size, size, 3),
+                              pooling="avg")
+    for layer in source.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            layer.adapt_mean.assign(IMAGENET_MEAN_RGB)
+            layer.adapt_variance.assign(IMAGENET_STDDEV_RGB)
+            layer.finalize_state()
+    path = folder / spec.model.imagenet_file
+    source.save(path)
+    return path
+
+
+SAVE_CASES = [pytest.param("tiny", 16, id="tiny"),
+              pytest.param("efficientnetb0", 32, id="efficientnetb0", marks=pytest.mark.slow),
+              pytest.param("efficientnetb4", 32, id="efficientnetb4", marks=pytest.mark.slow),
+              pytest.param("xception", 71, id="xception", marks=pytest.mark.slow)]
+
+
+def _stem(model, x: np.ndarray) -> np.ndarray:
+    """The classifier's first convolution's output: what its scaling feeds the backbone (the
+    final scores of a random network barely move, so a wrong scaling shows here)."""
+    backbone = backbone_of(model)
+    conv = next(layer for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D))
+    y = model.get_layer(models.RESIZE_NAME)(x)
+    if models.SCALE_NAME in {layer.name for layer in model.layers}:
+        y = model.get_layer(models.SCALE_NAME)(y)
+    return np.asarray(keras.Model(backbone.input, conv.output)(y))
+
+
+def _assert_same_model(copy, trained, x: np.ndarray) -> None:
+    stem = _stem(trained, x)
+    assert np.abs(stem).max() > 1e-2
+    np.testing.assert_allclose(_stem(copy, x), stem, rtol=1e-4, atol=1e-4 * np.abs(stem).max())
+    np.testing.assert_allclose(copy.predict(x, verbose=0), trained.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def _serve_imagenet(monkeypatch, spec: Backbone, size: int, folder: Path) -> None:
+    """Answer Keras' ImageNet download (ours and keras.applications' own) with a local file."""
+    from keras.src.utils import file_utils
+
+    served = {spec.model.imagenet_file: _keras_imagenet_file(spec, size, folder)}
+
+    def get_file(fname: str, origin: str | None = None, **kwargs) -> str:
+        return str(served[fname])
+
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    monkeypatch.setattr(file_utils, "get_file", get_file)
+
+
+@pytest.mark.parametrize("name,size", [
+    pytest.param(b.name, max(32, b.min_size), id=b.name,
+                 marks=[pytest.mark.slow] if b.name == "efficientnetb4" else [])
+    for b in BACKBONES.values() if b.has_imagenet])
+def test_copy_rebuilt_for_saving_is_the_imagenet_model(tmp_path: Path, monkeypatch, name: str,
+                                                       size: int) -> None:
+    """train() saves a float32 copy built without weights and given the trained ones: it must
+    compute what the model built from ImageNet weights computes (same layers, same scaling)."""
+    spec = get_backbone(name)
+    _serve_imagenet(monkeypatch, spec, size, tmp_path)
+    trained = build_classifier(spec, size, "imagenet", 0.0)
+    trained.save_weights(tmp_path / "best.weights.h5")
+    copy = build_classifier(spec, size, None, 0.0)
+    copy.load_weights(tmp_path / "best.weights.h5")
+    x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    _assert_same_model(copy, trained, x)
+
+
+@pytest.mark.parametrize("name,size", SAVE_CASES)
+def test_saved_model_predicts_what_the_trained_model_predicted(
+        tmp_path: Path, monkeypatch, name: str, size: int) -> None:
+    """Every registry entry, from its ImageNet weights where it has them (a local file served
+    where Keras would download it), else from a local weights file."""
+    assert {c.values[0] for c in SAVE_CASES} == set(BACKBONES)
+    spec = get_backbone(name)
+    if spec.has_imagenet:
+        _serve_imagenet(monkeypatch, spec, size, tmp_path)
+        weights = "imagenet"
+    else:
+        weights = str(tmp_path / "tiny.weights.h5")
+        build_backbone(spec, size, None).save_weights(weights)
+    built, build = [], training.build_classifier
+
+    def recording_build(*args, **kwargs):
+        built.append(build(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(training, "build_classifier", recording_build)
+    root = write_split(tmp_path / "split", {"train": {"real": 2, "fake": 2},
+                                            "val": {"real": 2, "fake": 2}}, size=32, frames=1)
+    cfg = TrainConfig(data=root, output=tmp_path / "m", backbone=name, weights=weights,
+                      size=size, batch_size=4, head_epochs=0, epochs=1, unfreeze=2,
+                      precision="float32")
+    result = train(cfg, verbose=0)
+    trained = built[0]  # one epoch: its weights are the best
+    crops = np.stack([read_rgb(p) for p in result.val_paths]).astype("float32")
+    saved, _ = load_classifier(result.model_path)
+    _assert_same_model(saved, trained, crops)
+    np.testing.assert_allclose(saved.predict(crops, verbose=0)[:, 0], result.val_scores,
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_training_errors_are_one_line(tmp_path: Path) -> None:
