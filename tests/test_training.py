@@ -19,7 +19,7 @@ from test_data import write_split
 from dfpipe import models, training
 from dfpipe.errors import PipelineError
 from dfpipe.images import read_rgb
-from dfpipe.modelio import METADATA_ATTR
+from dfpipe.modelio import METADATA_ATTR, load_model, save_model
 from dfpipe.models import (
     BACKBONES,
     IMAGENET_MEAN_RGB,
@@ -282,6 +282,21 @@ def test_copy_rebuilt_for_saving_is_the_imagenet_model(tmp_path: Path, monkeypat
     copy.load_weights(tmp_path / "best.weights.h5")
     x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
     _assert_same_model(copy, trained, x)
+
+
+def test_saved_h5_keeps_efficientnets_pixel_normalization(tmp_path: Path) -> None:
+    """Keras' HDF5 loader leaves a nested Normalization at mean 0, variance 1 unless told."""
+    spec = get_backbone("efficientnetb0")
+    model = build_classifier(spec, 32, None, 0.0)
+    norm = next(layer for layer in backbone_of(model).layers
+                if isinstance(layer, keras.layers.Normalization))
+    norm.adapt_mean.assign(IMAGENET_MEAN_RGB)
+    norm.adapt_variance.assign(np.square(IMAGENET_STDDEV_RGB))
+    norm.finalize_state()
+    save_model(model, tmp_path / "effb0.h5", {"class_names": ["real", "fake"]})
+    loaded, _ = load_model(tmp_path / "effb0.h5")
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    _assert_same_model(loaded, model, x)
 
 
 @pytest.mark.parametrize("name,size", SAVE_CASES)
