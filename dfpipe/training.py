@@ -422,6 +422,7 @@ class _Run:
             epoch = state.epoch
             if state.lr is not None:
                 model.optimizer.learning_rate = state.lr
+            _reseed(model, cfg.seed, epoch)
             train_ds = make_dataset(self.train_crops, self.feed, self.global_batch,
                                     training=True, seed=cfg.seed, augment=cfg.augment,
                                     balance=cfg.balance, epoch=epoch,
@@ -459,6 +460,22 @@ class _Run:
         model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(),
                       metrics=[keras.metrics.AUC(name="auc"),
                                keras.metrics.BinaryAccuracy(name="accuracy")])
+
+
+def _reseed(model: Any, seed: int, epoch: int) -> None:
+    """Set every random layer's generator (dropout) from (seed, epoch), so a resumed epoch
+    draws what it would have drawn in a run never killed."""
+    import keras
+
+    layers, i = [model], 0
+    while layers:
+        layer = layers.pop()
+        layers.extend(getattr(layer, "layers", []))
+        for value in vars(layer).values():
+            if isinstance(value, keras.random.SeedGenerator):
+                start = np.random.default_rng([seed, epoch, i]).integers(0, 2**31, 2)
+                value.state.assign(np.asarray(start, dtype=value.state.dtype))
+                i += 1
 
 
 def keras_tensorboard(out: Path) -> Any:
