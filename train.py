@@ -2,7 +2,9 @@
 """Fine-tune a backbone (Xception by default) on a split folder and save a self-describing model.
 
 Writes <output>/<backbone>_best.h5 with its metadata (also in <backbone>_best.json),
-training_log.csv, training_curves.png and tensorboard/.
+training_log.csv, training_curves.png and tensorboard/. A killed run (even SIGKILL) started
+again with the same command continues from its last finished epoch (<output>/.resume/,
+removed once the model is saved); --restart starts over.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dfpipe.models import BACKBONES  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from dfpipe.data import BALANCE_MODES
+    from dfpipe.models import SCHEDULES
     from dfpipe.scoring import AGGREGATORS
     from dfpipe.training import PRECISIONS, config_fields
 
@@ -41,19 +44,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=d["batch_size"],
                    help="images per device; the global batch is this times the replicas")
     p.add_argument("--head-epochs", type=int, default=d["head_epochs"],
-                   help="phase 1: epochs training the head with the backbone frozen")
+                   help="phase 1: epochs training the new head with the backbone frozen; "
+                        "unset: the backbone's (xception 2)")
     p.add_argument("--epochs", type=int, default=d["epochs"],
-                   help="phase 2: most epochs fine-tuning the top of the backbone "
-                        "(early stopping may end sooner); with --weights none, all epochs")
+                   help="phase 2: most epochs training the top --unfreeze backbone layers "
+                        "(early stopping may end sooner); with --weights none, all epochs; "
+                        "unset: the backbone's (xception 10)")
     p.add_argument("--lr", type=float, default=d["lr"],
-                   help="phase 1 learning rate; unset: the backbone's")
+                   help="phase 1 learning rate; unset: the backbone's (xception 1e-3)")
     p.add_argument("--fine-tune-lr", type=float, default=d["fine_tune_lr"],
-                   help="phase 2 learning rate; unset: the backbone's")
+                   help="phase 2 learning rate (the schedule's start); unset: the "
+                        "backbone's (xception 2e-4)")
+    p.add_argument("--weight-decay", type=float, default=d["weight_decay"],
+                   help="AdamW's decoupled weight decay (each step shrinks weights by "
+                        "lr x this; not on biases or batch norm); unset: the backbone's "
+                        "(xception 1e-2)")
+    p.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES,
+                   help="phase 2 learning rate: cosine decay to 0 over --epochs, or cut by "
+                        "0.3 after --lr-patience epochs without a better val AUC; unset: the "
+                        "backbone's (xception cosine)")
     p.add_argument("--dropout", type=float, default=d["dropout"],
                    help="dropout before the output; unset: the backbone's")
     p.add_argument("--unfreeze", type=int, default=d["unfreeze"],
-                   help="top backbone layers trained in phase 2 (-1: all; batch norm stays "
-                        "frozen); unset: the backbone's")
+                   help="top backbone layers trained in phase 2 (-1: all); unset: the "
+                        "backbone's (xception -1)")
+    p.add_argument("--freeze-bn", action="store_const", const=True, default=d["freeze_bn"],
+                   help="keep batch norm frozen in phase 2; otherwise it trains when "
+                        "--batch-size (per replica) is 16 or more (EfficientNet: frozen by "
+                        "default; from scratch it always trains)")
+    p.add_argument("--frames-per-video", type=int, default=d["frames_per_video"],
+                   help="each epoch draws at most this many crops per video, spread over "
+                        "its timeline, redrawn every epoch; validation uses one fixed draw "
+                        "(0: every crop)")
     p.add_argument("--precision", default=d["precision"], choices=PRECISIONS,
                    help="auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bf16, "
                         "else float32; the saved model is float32 either way")
@@ -64,7 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=d["patience"],
                    help="epochs without a better val AUC before stopping a phase")
     p.add_argument("--lr-patience", type=int, default=d["lr_patience"],
-                   help="epochs without a better val AUC before cutting the learning rate")
+                   help="with --schedule plateau: epochs without a better val AUC before "
+                        "cutting the learning rate")
     p.add_argument("--aggregate", default=d["aggregate"], choices=list(AGGREGATORS),
                    help="rule turning a video's crop scores into its score; validation crops "
                         "are aggregated per video with it and the video-level threshold is "
@@ -82,6 +105,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "1 uses no fake crop of the split (a split with only real training "
                         "crops works); R < 1 adds round(N_real*(1-R)/R) of the split's fake "
                         "crops per epoch (0.5: as many as there are real crops)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard an unfinished run's backup in --output and start over "
+                        "(without it, the same command resumes that run)")
     return p.parse_args(argv)
 
 
@@ -93,16 +119,20 @@ def main() -> int:
         data=args.data, output=args.output, backbone=args.backbone, weights=args.weights,
         size=args.size, batch_size=args.batch_size, head_epochs=args.head_epochs,
         epochs=args.epochs, lr=args.lr, fine_tune_lr=args.fine_tune_lr, dropout=args.dropout,
-        unfreeze=args.unfreeze, precision=args.precision, balance=args.balance,
-        augment=not args.no_augment, patience=args.patience, lr_patience=args.lr_patience,
-        seed=args.seed, aggregate=args.aggregate, sbi=args.sbi, sbi_ratio=args.sbi_ratio)
+        unfreeze=args.unfreeze, weight_decay=args.weight_decay, schedule=args.schedule,
+        freeze_bn=args.freeze_bn, frames_per_video=args.frames_per_video,
+        precision=args.precision, balance=args.balance, augment=not args.no_augment,
+        patience=args.patience, lr_patience=args.lr_patience, seed=args.seed,
+        restart=args.restart, aggregate=args.aggregate, sbi=args.sbi,
+        sbi_ratio=args.sbi_ratio)
     result = train(config, verbose=1 if sys.stdout.isatty() else 2)
     meta = result.metadata
     print(f"model:      {result.model_path}")
     print(f"backbone:   {meta['backbone']} at {meta['input_size']}px, "
           f"weights {meta['config']['weights']}")
     print(f"precision:  {result.precision} ({result.replicas} replica(s)); saved as float32")
-    print(f"epochs:     {result.epochs_run} in {result.seconds / 60:.1f} min")
+    print(f"epochs:     {result.epochs_run} in {result.seconds / 60:.1f} min"
+          + (" (resumed)" if result.resumed else ""))
     print(f"val AUC:    {result.best_val_auc:.4f} (crops)")
     print(f"threshold:  {result.threshold:.4f} for videos ({meta['threshold_source']}); "
           f"{meta['crop_threshold']:.4f} for crops")

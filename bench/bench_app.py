@@ -83,10 +83,10 @@ def pin_threads(threads: int) -> list[int]:
 def build_model(folder: Path, detector: str, every: int) -> Path:
     """A real Xception detector (299 px, random weights) saved with crop metadata."""
     from dfpipe.modelio import save_model
-    from dfpipe.models import build_detector, get_backbone
+    from dfpipe.models import build_classifier, get_backbone
 
     spec = get_backbone("xception")
-    model = build_detector(spec, spec.input_size, None, spec.dropout)
+    model = build_classifier(spec, spec.input_size, None, spec.training.dropout)
     settings = {"detector": detector, "every": every, "frames": None, "margin": 1.3,
                 "size": spec.input_size, "detect_max_side": 640, "min_confidence": 0.9,
                 "faces": "largest"}

@@ -40,7 +40,7 @@ from bench_detection import split_crops_folder  # noqa: E402
 from dfpipe.croptable import load_split  # noqa: E402
 from dfpipe.data import make_dataset  # noqa: E402
 from dfpipe.images import read_rgb  # noqa: E402
-from dfpipe.models import build_detector, get_backbone  # noqa: E402
+from dfpipe.models import build_classifier, get_backbone  # noqa: E402
 from dfpipe.quality import QualityRules  # noqa: E402
 from dfpipe.training import (  # noqa: E402
     TrainConfig,
@@ -87,7 +87,7 @@ def throughput(split: Path, backbone: str, size: int, batch: int, precision: str
     first = next(iter(ds))
     memory = tf.data.Dataset.from_tensors(first).repeat()
     with precision_policy(precision):
-        model = build_detector(get_backbone(backbone), size, None, 0.2)
+        model = build_classifier(get_backbone(backbone), size, None, 0.2)
         model.compile(keras.optimizers.Adam(1e-3), keras.losses.BinaryCrossentropy(),
                       metrics=[keras.metrics.AUC(name="auc")])
         _fit_rate(model, memory, 1, 1, batch)  # trace once

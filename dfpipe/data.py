@@ -1,10 +1,13 @@
-"""tf.data input pipelines over a split folder: parallel decode, augmentation, batching.
+"""tf.data input pipelines over a split folder: per-video draw, decode, augmentation, batching.
 
 Crops come from :func:`dfpipe.croptable.load_split` and are decoded by
-:func:`dfpipe.images.read_rgb`, the reader evaluation and the app use too. Augmentation
-(albumentations) runs on the training set only; validation batches are the decoded crops,
-untouched. Every random choice is seeded: the shuffle order, the class sampling and one
-seed per augmented image, so a run is reproducible whatever thread decodes which image.
+:func:`dfpipe.images.read_rgb`, the reader evaluation and the app use too. Each training epoch
+draws at most ``frames_per_video`` crops per video, spread over its timeline (so long videos do
+not dominate), then shuffles or class-balances them; validation uses one fixed draw.
+Augmentation (albumentations) runs on the training set only; validation batches are the
+decoded crops, untouched. Every random choice is a function of (seed, epoch): the draw, the
+order and one seed per augmented image, so an epoch is the same whatever thread decodes which
+image and whether the run was resumed.
 """
 
 from __future__ import annotations
@@ -80,19 +83,21 @@ def class_weights(labels: Sequence[int]) -> dict[int, float]:
 
 
 def build_augmenter(seed: int | None = None) -> A.Compose:
-    """The training augmentations: flip, JPEG re-compression, blur, noise, colour, geometry.
+    """The training augmentations of DeepfakeBench's recipe, plus a little sensor noise.
 
-    They mimic what a deepfake crop meets in the wild (re-encoding, soft focus, sensor noise,
-    lighting, a detector box a few pixels off) without changing whether a face is fake.
+    Flip p 0.5; a detector box a few pixels off (shift/scale, rotation +-10 degrees) p 0.5;
+    blur p 0.5 with kernels 3-7; noise p 0.2; brightness/contrast +-0.1 p 0.5; and last, as a
+    re-uploaded video meets it, JPEG re-compression at quality 40-100 p 0.5. None changes
+    whether a face is fake.
     """
     return A.Compose([
         A.HorizontalFlip(p=0.5),
-        A.ImageCompression(quality_range=(60, 100), p=0.5),
-        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 5))], p=0.2),
-        A.GaussNoise(std_range=(0.01, 0.05), p=0.2),
-        A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
         A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-10, 10),
                  border_mode=cv2.BORDER_REFLECT_101, p=0.5),
+        A.OneOf([A.GaussianBlur(blur_limit=(3, 7)), A.MotionBlur(blur_limit=(3, 7))], p=0.5),
+        A.GaussNoise(std_range=(0.01, 0.05), p=0.2),
+        A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=0.5),
+        A.ImageCompression(quality_range=(40, 100), p=0.5),
     ], seed=seed)
 
 
@@ -127,45 +132,92 @@ class _Loader:
         return np.ascontiguousarray(image, dtype=np.uint8)
 
 
+def draw_per_video(crops: Sequence[Crop], limit: int | None,
+                   rng: np.random.Generator | None = None) -> list[Crop]:
+    """At most ``limit`` crops of each video, one from each of ``limit`` equal stretches of its
+    timeline: a random one per stretch with ``rng`` (training, redrawn every epoch), the middle
+    one without (validation's fixed draw). ``limit`` None or < 1 keeps every crop."""
+    if not limit or limit < 1:
+        return list(crops)
+    by_video: dict[str, list[Crop]] = {}
+    for crop in crops:
+        by_video.setdefault(crop.video_id, []).append(crop)
+    chosen: list[Crop] = []
+    for video in sorted(by_video):
+        items = sorted(by_video[video], key=lambda c: (c.frame, str(c.path)))
+        if len(items) <= limit:
+            chosen.extend(items)
+            continue
+        edges = np.linspace(0, len(items), limit + 1).astype(int)
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            pick = int(rng.integers(lo, hi)) if rng is not None else (lo + hi) // 2
+            chosen.append(items[pick])
+    return chosen
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """One training epoch: which crops, in which order, with which augmentation seeds."""
+
+    crops: list[Crop]
+    seeds: np.ndarray
+
+    @property
+    def labels(self) -> list[int]:
+        return [c.label for c in self.crops]
+
+
+def epoch_plan(crops: Sequence[Crop], epoch: int, seed: int, frames_per_video: int | None,
+               balance: str = "weights") -> EpochPlan:
+    """The crops of training epoch ``epoch``: a per-video draw, then shuffled, or, with
+    ``balance='sampling'``, as many draws with real and fake equally likely. A function of
+    (seed, epoch) only, so a resumed run sees the epochs an uninterrupted one would."""
+    if balance not in BALANCE_MODES:
+        raise PipelineError(f"unknown balance mode '{balance}': use {', '.join(BALANCE_MODES)}")
+    rng = np.random.default_rng([seed, epoch])
+    drawn = draw_per_video(crops, frames_per_video, rng)
+    if balance == "sampling":
+        labels = np.array([c.label for c in drawn])
+        pools = [np.flatnonzero(labels == cls) for cls in (REAL, FAKE)]
+        if any(len(pool) == 0 for pool in pools):
+            raise PipelineError("balanced sampling needs real and fake training crops")
+        classes = rng.integers(0, 2, len(drawn))
+        order = np.array([pools[c][rng.integers(len(pools[c]))] for c in classes])
+    else:
+        order = rng.permutation(len(drawn))
+    seeds = rng.integers(0, SEED_RANGE, len(order))
+    return EpochPlan(crops=[drawn[i] for i in order], seeds=seeds)
+
+
 def make_dataset(crops: Sequence[Crop], size: int, batch_size: int, training: bool,
-                 seed: int = 0, augment: bool = True, balance: str = "weights") -> Any:
+                 seed: int = 0, augment: bool = True, balance: str = "weights",
+                 epoch: int = 0, frames_per_video: int | None = None) -> Any:
     """Batches of (float32 RGB 0..255 images [B,size,size,3], float32 labels [B,1]).
 
-    ``training`` shuffles, augments (when ``augment``) and, with ``balance='sampling'``,
-    draws real and fake crops with equal probability forever (give fit ``steps_per_epoch``).
-    Otherwise the crops are read once, in order, never augmented.
+    ``training``: one epoch (:func:`epoch_plan` of ``epoch``), augmented when ``augment``, the
+    last partial batch dropped. Otherwise the crops (``frames_per_video``: their fixed draw)
+    are read once, in order, never augmented.
     """
     import tensorflow as tf
 
-    if balance not in BALANCE_MODES:
-        raise PipelineError(f"unknown balance mode '{balance}': use {', '.join(BALANCE_MODES)}")
-    paths = np.array([str(c.path) for c in crops])
-    labels = np.array([c.label for c in crops], dtype=np.float32)
+    if training:
+        plan = epoch_plan(crops, epoch, seed, frames_per_video, balance)
+        chosen, seeds = plan.crops, plan.seeds
+    else:
+        chosen = draw_per_video(crops, frames_per_video)
+        seeds = np.zeros(len(chosen), dtype=np.int64)
+    paths = np.array([str(c.path) for c in chosen])
+    labels = np.array([c.label for c in chosen], dtype=np.float32)
     loader = _Loader(size, augment=training and augment)
 
-    def paths_of(mask: np.ndarray | slice) -> Any:
-        return tf.data.Dataset.from_tensor_slices((paths[mask], labels[mask]))
-
-    if not training:
-        ds = paths_of(slice(None))
-    elif balance == "sampling":
-        per_class = [paths_of(labels == cls).shuffle(int((labels == cls).sum()), seed=seed + cls,
-                                                     reshuffle_each_iteration=True).repeat()
-                     for cls in (REAL, FAKE)]
-        ds = tf.data.Dataset.sample_from_datasets(per_class, weights=[0.5, 0.5], seed=seed)
-    else:
-        ds = paths_of(slice(None)).shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    ds = tf.data.Dataset.zip((ds, seeds))
-
-    def load(pair: Any, item_seed: Any) -> Any:
-        path, label = pair
+    def load(path: Any, label: Any, item_seed: Any) -> Any:
         image = tf.numpy_function(loader, [path, item_seed], tf.uint8, stateful=False)
         image.set_shape((size, size, 3))
         return image, tf.reshape(label, (1,))
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=training and len(crops) > batch_size)
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels, seeds.astype(np.int64)))
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=training and len(chosen) > batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

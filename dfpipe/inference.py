@@ -164,13 +164,13 @@ class Analyzer:
     def load(cls, model_path: Path, **options: Any) -> Analyzer:
         """Load the model file once (checked against its metadata) and prepare the detector."""
         from .modelio import read_metadata
-        from .models import load_detector
+        from .models import load_classifier
 
         settings, _ = settings_from_metadata(read_metadata(Path(model_path)),
                                              options.get("detector"), options.get("every"),
                                              options.get("frames"))
         facelib.preflight(settings.detector)  # cheap checks before the model loads
-        model, meta = load_detector(Path(model_path))
+        model, meta = load_classifier(Path(model_path))
         return cls(model, meta, model_path=Path(model_path), **options)
 
     def detector(self) -> facelib.Detector:

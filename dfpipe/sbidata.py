@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from .croptable import Crop, load_split
-from .data import SEED_RANGE, build_augmenter, seed_transforms
+from .data import SEED_RANGE, build_augmenter, draw_per_video, seed_transforms
 from .errors import PipelineError
 from .images import read_rgb
 from .labels import FAKE, REAL
@@ -185,17 +185,44 @@ def make_sbi_dataset(crops: Sequence[Crop], landmarks: Landmarks, sbi_plan: SBIP
 
 @dataclass
 class SBITraining:
-    """Everything train() needs for ``--sbi``: the dataset, class-weight labels, metadata."""
+    """Everything train() needs for ``--sbi``: a dataset per epoch, class-weight labels and
+    the metadata entry."""
 
-    dataset: Any
+    crops: list[Crop]
+    landmarks: Landmarks
+    ratio: float
+    size: int
+    batch_size: int
+    seed: int
+    augment: bool
+    frames_per_video: int | None
     labels: list[int]
     settings: dict[str, Any]
 
+    def epoch_crops(self, epoch: int) -> list[int]:
+        """Indices of epoch ``epoch``'s crops: at most ``frames_per_video`` real crops per
+        video (the draw plain training makes) and every fake (the mix draws from them)."""
+        real = [c for c in self.crops if c.label == REAL]
+        drawn = {c.path for c in draw_per_video(real, self.frames_per_video,
+                                                np.random.default_rng([self.seed, epoch]))}
+        return [i for i, c in enumerate(self.crops) if c.label == FAKE or c.path in drawn]
+
+    def dataset(self, epoch: int) -> Any:
+        """Epoch ``epoch``'s batches, a function of (seed, epoch) only, so a resumed run
+        sees the blends an uninterrupted one would."""
+        idx = self.epoch_crops(epoch)
+        crops = [self.crops[i] for i in idx]
+        marks = Landmarks(self.landmarks.points[idx], self.landmarks.relative[idx])
+        epoch_seed = (self.seed + 1_000_003 * epoch) % SEED_RANGE
+        return make_sbi_dataset(crops, marks, plan(crops, self.ratio, self.batch_size),
+                                self.size, epoch_seed, self.augment)
+
 
 def sbi_training(crops: Sequence[Crop], root: Path, output: Path, ratio: float, size: int,
-                 batch_size: int, seed: int, augment: bool) -> SBITraining:
-    """Find the real crops' keypoints (cached beside the split, else in ``output``), plan the
-    epoch and build the self-blended training dataset."""
+                 batch_size: int, seed: int, augment: bool,
+                 frames_per_video: int | None = None) -> SBITraining:
+    """Find the real crops' keypoints (cached beside the split, else in ``output``) and plan
+    the epochs of self-blended training."""
     real = [c for c in crops if c.label == REAL]
     found, report = resolve_landmarks(real, root, cache_location(root, output))
     by_path = {c.path: i for i, c in enumerate(real)}
@@ -204,12 +231,16 @@ def sbi_training(crops: Sequence[Crop], root: Path, output: Path, ratio: float, 
     for i, c in enumerate(crops):
         if c.label == REAL:
             points[i], relative[i] = found.points[by_path[c.path]], found.relative[by_path[c.path]]
-    sbi_plan = plan(crops, ratio, batch_size)
+    training = SBITraining(list(crops), Landmarks(points, relative), ratio, size, batch_size,
+                           seed, augment, frames_per_video, [], {})
+    first = [training.crops[i] for i in training.epoch_crops(0)]
+    sbi_plan = plan(first, ratio, batch_size)
     if batch_size % 2:
         log.warning("--batch-size %d is odd: self-blended batches hold %d images (pairs)",
                     batch_size, 2 * sbi_plan.pairs_per_batch)
     log.info("self-blended training: %d real + %d self-blended + %d of the split's %d fakes "
              "per epoch", sbi_plan.real, sbi_plan.self_blended, sbi_plan.split_fakes_per_epoch,
              sbi_plan.split_fakes_available)
-    ds = make_sbi_dataset(crops, Landmarks(points, relative), sbi_plan, size, seed, augment)
-    return SBITraining(dataset=ds, labels=sbi_plan.labels(), settings=settings(sbi_plan, report))
+    training.labels = sbi_plan.labels()
+    training.settings = settings(sbi_plan, report)
+    return training

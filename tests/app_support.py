@@ -30,10 +30,10 @@ def tiny_model(bias: float = 0.0, seed: int = 0) -> Any:
     a small random head; ``bias`` moves every P(fake) up (positive) or down (negative)."""
     import keras
 
-    from dfpipe.models import OUTPUT_NAME, build_detector, get_backbone
+    from dfpipe.models import OUTPUT_NAME, build_classifier, get_backbone
 
     keras.utils.set_random_seed(seed)
-    model = build_detector(get_backbone("tiny"), TINY_SIZE, None, 0.2)
+    model = build_classifier(get_backbone("tiny"), TINY_SIZE, None, 0.2)
     head = model.get_layer(OUTPUT_NAME)
     kernel = np.random.default_rng(seed).normal(0, 0.5, head.kernel.shape).astype("float32")
     head.set_weights([kernel, np.full(head.bias.shape, bias, "float32")])

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -9,8 +10,16 @@ import numpy as np
 import pytest
 
 from dfpipe import data
-from dfpipe.croptable import load_split
-from dfpipe.data import class_weights, feed_size, make_dataset, read_split, split_counts
+from dfpipe.croptable import Crop, load_split
+from dfpipe.data import (
+    class_weights,
+    draw_per_video,
+    epoch_plan,
+    feed_size,
+    make_dataset,
+    read_split,
+    split_counts,
+)
 from dfpipe.errors import PipelineError
 from dfpipe.images import read_rgb
 
@@ -104,12 +113,62 @@ def test_crops_of_another_size_are_resized_to_the_feed_size(tmp_path: Path) -> N
 
 
 def test_balanced_sampling_draws_both_classes_equally(tmp_path: Path) -> None:
-    root = write_split(tmp_path / "split", {"train": {"real": 8, "fake": 1}}, size=16)
+    root = write_split(tmp_path / "split", {"train": {"real": 8, "fake": 1}}, size=16,
+                       frames=4)
     crops = load_split(root, "train")
-    ds = make_dataset(crops, 16, batch_size=20, training=True, augment=False, balance="sampling")
-    labels = np.concatenate([y.numpy()[:, 0] for _, y in ds.take(10)])
-    assert len(labels) == 200
+    labels = np.concatenate([epoch_plan(crops, e, 0, None, "sampling").labels
+                             for e in range(10)])
+    assert len(labels) == 10 * 36
     assert 0.4 < labels.mean() < 0.6  # 1 fake in 9 crops without sampling
+    ds = make_dataset(crops, 16, batch_size=6, training=True, augment=False, balance="sampling")
+    assert sum(len(y) for _, y in ds) == 36
+
+
+def _video_crops(lengths: dict[str, int]) -> list[Crop]:
+    return [Crop(path=Path(f"/x/{v}/{f:06d}.jpg"), label=i % 2, video_id=v, group=v,
+                 split="train", frame=f)
+            for i, (v, n) in enumerate(lengths.items()) for f in range(n)]
+
+
+def test_each_epoch_draws_at_most_n_crops_per_video_spread_over_time() -> None:
+    crops = _video_crops({"long": 400, "short": 5, "mid": 40})
+    plans = [epoch_plan(crops, epoch, seed=7, frames_per_video=8) for epoch in range(3)]
+    for plan in plans:
+        per_video = Counter(c.video_id for c in plan.crops)
+        assert per_video == {"long": 8, "short": 5, "mid": 8}
+        frames = sorted(c.frame for c in plan.crops if c.video_id == "long")
+        assert [f // 50 for f in frames] == list(range(8))  # one from each eighth of the video
+        assert len(plan.seeds) == len(plan.crops)
+    drawn = [{(c.video_id, c.frame) for c in plan.crops} for plan in plans]
+    assert drawn[0] != drawn[1] != drawn[2]  # redrawn every epoch
+    again = epoch_plan(crops, 1, seed=7, frames_per_video=8)
+    assert [c.path for c in again.crops] == [c.path for c in plans[1].crops]
+    np.testing.assert_array_equal(again.seeds, plans[1].seeds)
+    assert len(epoch_plan(crops, 0, seed=7, frames_per_video=0).crops) == 445  # 0: every crop
+
+
+def test_validation_uses_one_fixed_draw(tmp_path: Path) -> None:
+    crops = _video_crops({"long": 400, "short": 5})
+    fixed = draw_per_video(crops, 8)
+    assert fixed == draw_per_video(crops, 8)
+    assert [c.frame for c in fixed if c.video_id == "long"] == [25 + 50 * i for i in range(8)]
+    root = write_split(tmp_path / "split", {"val": {"real": 1, "fake": 1}}, size=16, frames=6)
+    val = load_split(root, "val")
+    x, y = _images(make_dataset(val, 16, batch_size=4, training=False, frames_per_video=2))
+    assert len(x) == 4 and y[:, 0].tolist() == [1, 1, 0, 0]
+
+
+def test_augmentation_follows_the_deepfakebench_recipe() -> None:
+    steps = {type(t).__name__: t for t in data.build_augmenter().transforms}
+    assert steps["HorizontalFlip"].p == 0.5
+    jpeg = steps["ImageCompression"]
+    assert (tuple(jpeg.quality_range), jpeg.p) == ((40, 100), 0.5)
+    blur = steps["OneOf"]
+    assert blur.p == 0.5
+    assert {tuple(t.blur_limit) for t in blur.transforms} == {(3, 7)}
+    colour = steps["RandomBrightnessContrast"]
+    assert tuple(colour.brightness_limit) == (-0.1, 0.1)
+    assert tuple(colour.contrast_limit) == (-0.1, 0.1)
 
 
 def test_augmentations_draw_independently() -> None:

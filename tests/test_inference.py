@@ -208,7 +208,7 @@ def test_detector_is_checked_before_the_model_loads(tmp_path, monkeypatch):
         raise AssertionError("the model was loaded before the cheap checks")
 
     monkeypatch.setattr(facelib, "preflight", refuse)
-    monkeypatch.setattr(dfpipe.models, "load_detector", loaded)
+    monkeypatch.setattr(dfpipe.models, "load_classifier", loaded)
     with pytest.raises(PipelineError, match="retinaface weights missing"):
         Analyzer.load(path)
     with pytest.raises(PipelineError, match="--out must end in .csv or .json"):

@@ -1,5 +1,6 @@
 """Backbone registry and detector: preprocessing inside the model, weights, freezing."""
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,8 +15,8 @@ from dfpipe.models import (
     IMAGENET_STDDEV_RGB,
     backbone_of,
     build_backbone,
-    build_detector,
-    check_detector,
+    build_classifier,
+    check_classifier,
     freeze_backbone,
     get_backbone,
     unfreeze_top,
@@ -28,8 +29,14 @@ def test_registry_entries_are_consistent() -> None:
     assert "xception" in BACKBONES and "efficientnetb0" in BACKBONES
     for spec in BACKBONES.values():
         assert spec.min_size <= spec.input_size
-        assert 0 < spec.fine_tune_lr <= spec.head_lr
-        assert 0 <= spec.dropout < 1
+        assert 0 < spec.training.lr <= spec.training.head_lr
+        assert 0 <= spec.training.dropout < 1 and spec.training.weight_decay >= 0
+        assert spec.training.schedule in models.SCHEDULES
+        assert len(spec.model.mean) == len(spec.model.std) == 3
+        meta = spec.as_metadata()
+        assert set(meta) == {"name", "model_config", "train_defaults"}
+        assert "lr" not in meta["model_config"] and "mean" not in meta["train_defaults"]
+        json.dumps(meta)  # plain data, for the saved metadata
     assert get_backbone("Xception") is BACKBONES["xception"]
     assert BACKBONES["xception"].input_size == 299 and BACKBONES["xception"].min_size == 71
     with pytest.raises(PipelineError, match="unknown backbone 'resnet'.*xception"):
@@ -40,12 +47,12 @@ def test_registry_entries_are_consistent() -> None:
 def test_size_below_minimum_is_one_clear_line(name: str, size: int) -> None:
     spec = get_backbone(name)
     with pytest.raises(PipelineError, match=f"below {name}'s minimum of {spec.min_size}") as err:
-        build_detector(spec, size, None, 0.1)
+        build_classifier(spec, size, None, 0.1)
     assert "\n" not in str(err.value)
 
 
 def test_detector_takes_raw_rgb_of_any_size_and_scales_inside() -> None:
-    model = build_detector(TINY, 32, None, 0.2)
+    model = build_classifier(TINY, 32, None, 0.2)
     scaled = keras.Model(model.input, model.get_layer(models.SCALE_NAME).output)
     flat = np.stack([np.zeros((40, 40, 3)), np.full((40, 40, 3), 255.0)]).astype("float32")
     out = np.asarray(scaled(flat))
@@ -60,7 +67,7 @@ def test_detector_takes_raw_rgb_of_any_size_and_scales_inside() -> None:
 def test_output_stays_float32_under_mixed_precision() -> None:
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        model = build_detector(TINY, 32, None, 0.2)
+        model = build_classifier(TINY, 32, None, 0.2)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert backbone_of(model).layers[1].compute_dtype == "bfloat16"
@@ -70,10 +77,34 @@ def test_output_stays_float32_under_mixed_precision() -> None:
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
 
 
+def test_xception_default_recipe_is_deepfakebench_after_a_head_warm_up() -> None:
+    recipe = get_backbone("xception").training
+    assert 1 <= recipe.head_epochs <= 3
+    assert (recipe.lr, recipe.unfreeze, recipe.schedule, recipe.freeze_bn) == (
+        2e-4, -1, "cosine", False)
+    assert recipe.weight_decay > 0
+
+
+def test_batchnorm_trains_from_a_per_replica_batch_of_16_unless_frozen() -> None:
+    assert models.batchnorm_trainable(16, freeze_bn=False, pretrained=True)
+    assert not models.batchnorm_trainable(15, freeze_bn=False, pretrained=True)
+    assert not models.batchnorm_trainable(32, freeze_bn=True, pretrained=True)
+    assert models.batchnorm_trainable(4, freeze_bn=True, pretrained=False)
+
+
+def test_scaling_is_mean_and_std_as_data() -> None:
+    spec = replace(TINY, model=replace(TINY.model, mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 5.0)))
+    model = build_classifier(spec, 16, None, 0.0)
+    scaled = keras.Model(model.input, model.get_layer(models.SCALE_NAME).output)
+    pixel = np.array([50.0, 60.0, 70.0], "float32")
+    out = np.asarray(scaled(np.tile(pixel, (1, 16, 16, 1))))
+    np.testing.assert_allclose(out[0, 3, 3], (pixel - (10, 20, 30)) / (2, 4, 5), rtol=1e-6)
+
+
 def test_efficientnet_scales_pixels_itself() -> None:
     spec = get_backbone("efficientnetb0")
-    assert spec.scaling is None
-    model = build_detector(spec, 32, None, 0.2)
+    assert spec.model.scaling_in_backbone
+    model = build_classifier(spec, 32, None, 0.2)
     names = {layer.name for layer in model.layers}
     assert models.SCALE_NAME not in names
     assert any(isinstance(layer, keras.layers.Rescaling) for layer in backbone_of(model).layers)
@@ -103,14 +134,21 @@ def test_weights_path_errors(tmp_path: Path) -> None:
         build_backbone(TINY, 32, str(wrong))
 
 
-def test_imagenet_unavailable_is_one_line_with_the_way_out() -> None:
-    def offline(**kwargs):
+def test_imagenet_unavailable_is_one_line_with_the_way_out(monkeypatch) -> None:
+    asked = []
+
+    def offline(fname, origin, **kwargs):
+        asked.append((fname, origin, kwargs.get("file_hash")))
         raise Exception("URL fetch failure on https://storage.googleapis.com/x.h5: None -- "
                         "[Errno -3] Temporary failure in name resolution\nmore detail")
 
-    spec = replace(BACKBONES["xception"], constructor=offline)
+    monkeypatch.setattr(keras.utils, "get_file", offline)
     with pytest.raises(PipelineError) as err:
-        build_backbone(spec, 71, "imagenet")
+        build_backbone(BACKBONES["xception"], 71, "imagenet")
+    assert asked == [("xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                      "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
+                      "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                      "b0042744bf5b25fce3cb969f33bebb97")]
     text = str(err.value)
     assert "\n" not in text and "URL fetch failure" in text
     assert "--weights PATH" in text and "--weights none" in text
@@ -133,7 +171,7 @@ def test_imagenet_efficientnet_file_from_a_path_is_normalized_as_keras_does(
 
 
 def test_freeze_then_unfreeze_top_keeps_batchnorm_in_inference_mode() -> None:
-    model = build_detector(TINY, 32, None, 0.0)
+    model = build_classifier(TINY, 32, None, 0.0)
     backbone = backbone_of(model)
     freeze_backbone(model)
     assert not backbone.trainable_weights and model.trainable_weights
@@ -155,7 +193,7 @@ def test_freeze_then_unfreeze_top_keeps_batchnorm_in_inference_mode() -> None:
 
 
 def test_check_detector_compares_model_and_metadata() -> None:
-    model = build_detector(TINY, 32, None, 0.0)
-    check_detector(model, {"input_size": 32, "backbone": "tiny"})
+    model = build_classifier(TINY, 32, None, 0.0)
+    check_classifier(model, {"input_size": 32, "backbone": "tiny"})
     with pytest.raises(PipelineError, match="resizes to 32x32 but its metadata says input_size 64"):
-        check_detector(model, {"input_size": 64})
+        check_classifier(model, {"input_size": 64})

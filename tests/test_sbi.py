@@ -206,7 +206,7 @@ def _digest(paths) -> str:
 
 @pytest.mark.slow
 def test_train_sbi_end_to_end_on_real_crops_only(tmp_path: Path) -> None:
-    from dfpipe.models import load_detector
+    from dfpipe.models import load_classifier
     from dfpipe.training import TrainConfig, train
 
     root = real_only_split(tmp_path / "split")
@@ -223,7 +223,7 @@ def test_train_sbi_end_to_end_on_real_crops_only(tmp_path: Path) -> None:
     assert meta["split"]["val"] == {"crops": 8, "videos": 4, "groups": 4, "real": 4, "fake": 4}
     assert [str(p) for p in result.val_paths] == [str(c.path) for c in val]
     assert _digest(c.path for c in val) == before, "validation crops untouched"
-    model, _ = load_detector(result.model_path)
+    model, _ = load_classifier(result.model_path)
     crops = np.stack([read_rgb(p) for p in result.val_paths]).astype("float32")
     np.testing.assert_allclose(model.predict(crops, verbose=0)[:, 0], result.val_scores,
                                rtol=1e-5, atol=1e-6)
