@@ -9,6 +9,7 @@ from conftest import SHARED_DATA, needs_shared, write_numbered_video
 from dfpipe import faces as facelib
 from dfpipe.errors import PipelineError
 from dfpipe.extract import Settings, VideoJob, discover, in_shard, parse_shard, run
+from dfpipe.landmarks import detect_landmarks
 from dfpipe.manifest import manifest_name, read_manifests
 
 
@@ -215,6 +216,11 @@ def test_shared_clips_with_mtcnn(tmp_path):
         assert rec["frames_read"] > 100
         image = cv2.imread(str(tmp_path / "out" / rec["crops"][0]["file"]))
         assert image.shape == (299, 299, 3) and np.std(image) > 10
+        points = np.array(rec["crops"][0]["landmarks"])  # MTCNN's keypoints, crop pixels
+        assert points.shape == (5, 2) and (points > 0).all() and (points < 299).all()
+        assert points[0, 0] < points[1, 0] and points[:2, 1].max() < points[3:, 1].min()
+        (again,) = detect_landmarks([cv2.cvtColor(image, cv2.COLOR_BGR2RGB)])
+        assert again is not None and np.abs(again - points).max() < 5, (again, points)
 
 
 def test_max_frames_and_non_containers_in_preprocess(tmp_path, centre):

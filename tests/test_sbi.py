@@ -69,10 +69,14 @@ def test_mask_is_in_bounds_inside_the_image_and_covers_the_inner_face() -> None:
 def test_mask_of_a_small_face_stays_near_it() -> None:
     image = face_like(side=400)
     five = FIVE * 0.5 + 20  # a 64 px face near the top-left corner of a 400 px photo
-    made = sbi.self_blend(image, five, np.random.default_rng(3))
-    ys, xs = np.nonzero(made.mask)
-    assert xs.max() < 130 and ys.max() < 130
-    assert np.array_equal(made.blended[200:, 200:], made.target[200:, 200:])
+    outline = sbi.inner_face_outline(five)
+    lo, hi = outline.min(0), outline.max(0)
+    for seed in range(10):  # blur and deformation scale with the face, not the photo
+        made = sbi.self_blend(image, five, np.random.default_rng(seed))
+        ys, xs = np.nonzero(made.mask)
+        beyond = max(xs.max() - hi[0], ys.max() - hi[1], lo[0] - xs.min(), lo[1] - ys.min())
+        assert beyond < 0.1 * (hi - lo).max()
+        assert np.array_equal(made.blended[200:, 200:], made.target[200:, 200:])
 
 
 def test_same_seed_same_blend_other_seed_other_blend() -> None:
