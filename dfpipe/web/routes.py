@@ -160,6 +160,16 @@ def _save_within(stream: Any, path: Path, limit: int) -> bool:
     return True
 
 
+def _with_result(job_id: str) -> tuple[dict[str, Any] | None, Any]:
+    """The job, or the answer for one that does not exist (404) or has no result yet (409)."""
+    job = _job_or_none(job_id)
+    if job is None:
+        return None, api_error(404, f"no job {job_id}")
+    if job["result"] is None:
+        return None, api_error(409, f"job {job_id} has no result yet (status {job['status']})")
+    return job, None
+
+
 @bp.get("/api/jobs")
 @require_token
 def list_jobs() -> Any:
@@ -180,11 +190,9 @@ def get_job(job_id: str) -> Any:
 @bp.get("/api/jobs/<jobid:job_id>/result")
 @require_token
 def job_result(job_id: str) -> Any:
-    job = _job_or_none(job_id)
-    if job is None:
-        return api_error(404, f"no job {job_id}")
-    if job["result"] is None:
-        return api_error(409, f"job {job_id} has no result yet (status {job['status']})")
+    job, refusal = _with_result(job_id)
+    if refusal is not None:
+        return refusal
     return jsonify({"id": job_id, "status": job["status"], "result": _result_json(job)})
 
 
@@ -202,11 +210,9 @@ def job_json_file(job_id: str) -> Any:
 @bp.get("/api/jobs/<jobid:job_id>.csv")
 @require_token
 def job_csv_file(job_id: str) -> Any:
-    job = _job_or_none(job_id)
-    if job is None:
-        return api_error(404, f"no job {job_id}")
-    if job["result"] is None:
-        return api_error(409, f"job {job_id} has no result yet (status {job['status']})")
+    job, refusal = _with_result(job_id)
+    if refusal is not None:
+        return refusal
     return Response(job_csv(job), mimetype="text/csv", headers={
         "Content-Disposition": f"attachment; filename=dfpipe-{job_id}.csv"})
 
