@@ -34,7 +34,7 @@ test-fast: install  ## run the fast tests only
 	$(PY) -m pytest -q -m "not slow"
 
 demo: install  ## build a sample dataset and run every stage on it
-	$(PY) -m dfpipe.demo --output $(DEMO_DIR)
+	$(PY) -m dfpipe.sample.demo --output $(DEMO_DIR)
 
 bench: install  ## run the benchmarks (JSON on stdout; uses ../shared/data)
 	$(PY) bench/bench_preprocess.py

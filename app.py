@@ -20,11 +20,11 @@ import os
 import sys
 from pathlib import Path
 
-from dfpipe import scoring
-from dfpipe.errors import PipelineError, run_cli
-from dfpipe.faces import DETECTORS
-from dfpipe.framefeed import DEFAULT_MAX_PIXELS, Limits
-from dfpipe.web.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_THREADS, WebConfig
+from dfpipe.core.errors import PipelineError, run_cli
+from dfpipe.extract.faces import DETECTORS
+from dfpipe.scoring import crops as scoring
+from dfpipe.serve.frames import DEFAULT_MAX_PIXELS, Limits
+from dfpipe.serve.web.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_THREADS, WebConfig
 
 COMMANDS = ("serve", "predict")
 TOKEN_ENV = "DFPIPE_API_TOKEN"
@@ -126,7 +126,7 @@ def _limits(args: argparse.Namespace) -> Limits:
 
 
 def _analyzer(args: argparse.Namespace):
-    from dfpipe.inference import Analyzer
+    from dfpipe.serve.analyzer import Analyzer
 
     return Analyzer.load(args.model, detector=args.detector, aggregate=args.aggregate,
                          threshold=args.threshold, every=args.every, frames=args.frames,
@@ -136,9 +136,9 @@ def _analyzer(args: argparse.Namespace):
 def serve(args: argparse.Namespace) -> int:
     import waitress
 
-    from dfpipe.web import create_app
-    from dfpipe.web.app import server_options
-    from dfpipe.web.instancelock import InstanceLock
+    from dfpipe.serve.web import create_app
+    from dfpipe.serve.web.app import server_options
+    from dfpipe.serve.web.instancelock import InstanceLock
 
     try:
         config = WebConfig.from_mapping({
@@ -169,7 +169,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
-    from dfpipe.batchpredict import find_videos, predict_videos
+    from dfpipe.serve.batch import find_videos, predict_videos
 
     videos = find_videos(args.inputs)
     if args.out.suffix.lower() not in (".csv", ".json"):

@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dfpipe import evaluation, metrics, scoring
-from dfpipe.errors import run_cli
+from dfpipe.core.errors import run_cli
+from dfpipe.evaluate import metrics
+from dfpipe.evaluate import run as evaluation
+from dfpipe.scoring import crops as scoring
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

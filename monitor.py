@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from dfpipe.errors import PipelineError, run_cli
-from dfpipe.monitoring import DEFAULT_INTERVAL_S, DEFAULT_WINDOW_MIN, watch
+from dfpipe.core.errors import PipelineError, run_cli
+from dfpipe.monitor.snapshot import DEFAULT_INTERVAL_S, DEFAULT_WINDOW_MIN, watch
 
 EPILOG = """\
 what it shows:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dfpipe.errors import run_cli
-from dfpipe.extract import Settings, parse_shard, run
-from dfpipe.faces import DEFAULT_DETECT_MAX_SIDE, DEFAULT_MARGIN, DEFAULT_SIZE, DETECTORS
+from dfpipe.core.errors import run_cli
+from dfpipe.extract.faces import DEFAULT_DETECT_MAX_SIDE, DEFAULT_MARGIN, DEFAULT_SIZE, DETECTORS
+from dfpipe.extract.run import Settings, parse_shard, run
 
 
 def parse_args() -> argparse.Namespace:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dfpipe import cropfolder, quality, splits
-from dfpipe.errors import PipelineError, run_cli
+from dfpipe.core.errors import PipelineError, run_cli
+from dfpipe.split import folder_input as cropfolder
+from dfpipe.split import quality
+from dfpipe.split import run as splits
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -16,15 +16,15 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from dfpipe.errors import run_cli  # noqa: E402
-from dfpipe.models import BACKBONES  # noqa: E402
+from dfpipe.core.errors import run_cli  # noqa: E402
+from dfpipe.models.registry import BACKBONES  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from dfpipe.data import BALANCE_MODES
-    from dfpipe.models import SCHEDULES
-    from dfpipe.scoring import AGGREGATORS
-    from dfpipe.training import PRECISIONS, config_fields
+    from dfpipe.models.registry import SCHEDULES
+    from dfpipe.scoring.crops import AGGREGATORS
+    from dfpipe.train.inputs import BALANCE_MODES
+    from dfpipe.train.loop import PRECISIONS, config_fields
 
     d = config_fields()
     p = argparse.ArgumentParser(description=__doc__,
@@ -113,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    from dfpipe.training import TrainConfig, train
+    from dfpipe.train.loop import TrainConfig, train
 
     config = TrainConfig(
         data=args.data, output=args.output, backbone=args.backbone, weights=args.weights,

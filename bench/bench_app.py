@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from dfpipe.errors import PipelineError, run_cli  # noqa: E402
-from dfpipe.labels import CLASS_NAMES  # noqa: E402
+from dfpipe.core.errors import PipelineError, run_cli  # noqa: E402
+from dfpipe.core.labels import CLASS_NAMES  # noqa: E402
 
 THROUGHPUT_TARGET = 0.8
 VERDICT_TARGET_S = 5.0
@@ -82,8 +82,8 @@ def pin_threads(threads: int) -> list[int]:
 
 def build_model(folder: Path, detector: str, every: int) -> Path:
     """A real Xception detector (299 px, random weights) saved with crop metadata."""
-    from dfpipe.modelio import save_model
-    from dfpipe.models import build_classifier, get_backbone
+    from dfpipe.models.registry import build_classifier, get_backbone
+    from dfpipe.models.saving import save_model
 
     spec = get_backbone("xception")
     model = build_classifier(spec, spec.input_size, None, spec.training.dropout)
@@ -157,7 +157,7 @@ def classifier_comparison(model: Any, crops_by_clip: list[list[Any]], app_second
     """The app's classify time vs model.predict and score_crops on the same crops."""
     import numpy as np
 
-    from dfpipe.scoring import score_crops
+    from dfpipe.scoring.crops import score_crops
 
     n = sum(len(c) for c in crops_by_clip)
     bare = scoring = 0.0
@@ -202,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     clips = clips[:args.limit] if args.limit else clips
     cores = pin_threads(args.threads)
 
-    from dfpipe.images import read_rgb
-    from dfpipe.inference import Analyzer
-    from dfpipe.web import create_app
+    from dfpipe.core.images import read_rgb
+    from dfpipe.serve.analyzer import Analyzer
+    from dfpipe.serve.web import create_app
 
     with tempfile.TemporaryDirectory(prefix="bench_app_") as tmp:
         tmp_path = Path(tmp)

@@ -3,8 +3,8 @@
 
 Takes ../shared/data/dfdc_faces (face crops + labels.csv) through split.py's own path (the
 crops-folder input, 70/15/15 by source_video, so a real video and its fake never straddle
-splits), trains with train.py's library code (dfpipe.training), and scores the TEST split with
-evaluate.py's library code (dfpipe.evaluation). The result is the test frame AUC with its
+splits), trains with train.py's library code (dfpipe.train.loop), and scores the TEST split with
+evaluate.py's library code (dfpipe.evaluate.run). The result is the test frame AUC with its
 bootstrap interval, accuracy at the threshold chosen on validation, EER and log loss. The
 validation AUC only chose the checkpoint; it is reported under that name, never as the result.
 
@@ -36,9 +36,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dfpipe import cropfolder, quality, splits  # noqa: E402
-from dfpipe.croptable import SPLIT_TABLE  # noqa: E402
-from dfpipe.errors import PipelineError  # noqa: E402
+from dfpipe.core.errors import PipelineError  # noqa: E402
+from dfpipe.core.splittable import SPLIT_TABLE  # noqa: E402
+from dfpipe.split import folder_input as cropfolder  # noqa: E402
+from dfpipe.split import quality  # noqa: E402
+from dfpipe.split import run as splits  # noqa: E402
 
 DFDC = REPO.parent / "shared" / "data" / "dfdc_faces"
 RATIOS = (0.7, 0.15, 0.15)
@@ -156,7 +158,7 @@ def git_state() -> dict[str, Any]:
 
 
 def machine(start: bool) -> dict[str, Any]:
-    from dfpipe.training import cpu_supports_bf16, gpu_count
+    from dfpipe.train.loop import cpu_supports_bf16, gpu_count
 
     info: dict[str, Any] = {"load_avg_start" if start else "load_avg_end": os.getloadavg()}
     if start:
@@ -186,9 +188,9 @@ def finished_model(out: Path, options: dict[str, Any]) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from dfpipe import evaluation
-    from dfpipe.modelio import read_metadata
-    from dfpipe.training import TrainConfig, train
+    from dfpipe.evaluate import run as evaluation
+    from dfpipe.models.saving import read_metadata
+    from dfpipe.train.loop import TrainConfig, train
 
     started = time.time()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-detection-")).resolve()

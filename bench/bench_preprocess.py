@@ -2,7 +2,7 @@
 
 The plain loop: one process reads every frame (decode and colour conversion), runs MTCNN on
 the full-resolution frame for every Nth one, keeps the largest face, crops it with the same
-margin and writes the JPEG. This stage: ``dfpipe.extract.run`` with the same detector,
+margin and writes the JPEG. This stage: ``dfpipe.extract.run.run`` with the same detector,
 sampling and margin, ``--workers`` processes. Both run in this one invocation, each into a
 fresh temporary folder, and one JSON object goes to stdout: wall time, videos/s, sampled
 frames/s, the speed ratio (plain loop time / this stage's time) and how many of the plain
@@ -34,11 +34,11 @@ if str(REPO) not in sys.path:
 import cv2  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from dfpipe import faces as facelib  # noqa: E402
-from dfpipe.errors import PipelineError, run_cli  # noqa: E402
-from dfpipe.extract import Settings, VideoJob, discover, run  # noqa: E402
-from dfpipe.manifest import read_manifests  # noqa: E402
-from dfpipe.video import DEFAULT_EVERY  # noqa: E402
+from dfpipe.core.errors import PipelineError, run_cli  # noqa: E402
+from dfpipe.core.manifest import read_manifests  # noqa: E402
+from dfpipe.extract import faces as facelib  # noqa: E402
+from dfpipe.extract.run import Settings, VideoJob, discover, run  # noqa: E402
+from dfpipe.extract.video import DEFAULT_EVERY  # noqa: E402
 
 SPEED_TARGET = 4.0
 AGREEMENT_TARGET = 0.95
@@ -198,7 +198,7 @@ def benchmark(videos: Path, workers: int, every: int, limit: int | None,
         "plain_loop": {"what": "1 process, cap.read() + BGR->RGB on every frame, "
                                "MTCNN().detect_faces on every Nth full-resolution frame, "
                                "largest face, same crop_face, cv2.imwrite", **plain},
-        "this_stage": {"what": f"dfpipe.extract.run(workers={workers})", **ours},
+        "this_stage": {"what": f"dfpipe.extract.run.run(workers={workers})", **ours},
         "speed_ratio": round(ratio, 3) if ratio else None,
         "cpu_ratio": round(plain["cpu_seconds"] / ours["cpu_seconds"], 3)
         if ours["cpu_seconds"] else None,

@@ -3,9 +3,9 @@
 
 landmarks: MTCNN keypoints on real dfdc_faces crops (what a split without stored keypoints
   pays once; later runs read the cache): crops/s and the share where a face was found.
-blend: one dfpipe.sbi.self_blend call per crop (transforms, mask, blend), ms per crop.
+blend: one dfpipe.train.sbi.blend.self_blend call per crop (transforms, mask, blend), ms per crop.
 pipeline: training images/s out of the tf.data pipeline (decode, blend, augmentation,
-  batching; no model) for --sbi against the plain pipeline (dfpipe.data) on the same crops.
+  batching; no model) for --sbi against the plain pipeline (dfpipe.train.inputs) on the same crops.
 
 Reproduce: python bench/bench_sbi.py --crops 128
 """
@@ -26,12 +26,12 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from dfpipe.croptable import Crop  # noqa: E402
-from dfpipe.data import make_dataset  # noqa: E402
-from dfpipe.images import read_rgb  # noqa: E402
-from dfpipe.landmarks import Landmarks, detect_landmarks  # noqa: E402
-from dfpipe.sbi import self_blend  # noqa: E402
-from dfpipe.sbidata import make_sbi_dataset, plan  # noqa: E402
+from dfpipe.core.images import read_rgb  # noqa: E402
+from dfpipe.core.splittable import Crop  # noqa: E402
+from dfpipe.train.inputs import make_dataset  # noqa: E402
+from dfpipe.train.sbi.blend import self_blend  # noqa: E402
+from dfpipe.train.sbi.inputs import make_sbi_dataset, plan  # noqa: E402
+from dfpipe.train.sbi.landmarks import Landmarks, detect_landmarks  # noqa: E402
 
 DFDC = REPO.parent / "shared" / "data" / "dfdc_faces"
 

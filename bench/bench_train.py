@@ -2,7 +2,7 @@
 """Training benchmarks, printed as JSON.
 
 throughput: training images/s through the real input pipeline (decode + augmentation +
-  batching, dfpipe.data) against the same model fed an in-memory batch of the same shape,
+  batching, dfpipe.train.inputs) against the same model fed an in-memory batch of the same shape,
   alternated in one process; ratio >= 0.9 means the pipeline does not starve the model.
 precision: the same measurement in float32 and in the precision 'auto' picks here.
 learning: train from scratch (no ImageNet weights offline) on ../shared/data/dfdc_faces split
@@ -37,12 +37,12 @@ sys.path.insert(0, str(REPO))
 
 from bench_detection import split_crops_folder  # noqa: E402
 
-from dfpipe.croptable import load_split  # noqa: E402
-from dfpipe.data import make_dataset  # noqa: E402
-from dfpipe.images import read_rgb  # noqa: E402
-from dfpipe.models import build_classifier, get_backbone  # noqa: E402
-from dfpipe.quality import QualityRules  # noqa: E402
-from dfpipe.training import (  # noqa: E402
+from dfpipe.core.images import read_rgb  # noqa: E402
+from dfpipe.core.splittable import load_split  # noqa: E402
+from dfpipe.models.registry import build_classifier, get_backbone  # noqa: E402
+from dfpipe.split.quality import QualityRules  # noqa: E402
+from dfpipe.train.inputs import make_dataset  # noqa: E402
+from dfpipe.train.loop import (  # noqa: E402
     TrainConfig,
     choose_precision,
     cpu_supports_bf16,

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from dfpipe import faces as facelib
-from dfpipe.labels import CLASS_NAMES
+from dfpipe.core.labels import CLASS_NAMES
+from dfpipe.extract import faces as facelib
 
 TINY_SIZE = 64
 
@@ -30,7 +30,7 @@ def tiny_model(bias: float = 0.0, seed: int = 0) -> Any:
     a small random head; ``bias`` moves every P(fake) up (positive) or down (negative)."""
     import keras
 
-    from dfpipe.models import OUTPUT_NAME, build_classifier, get_backbone
+    from dfpipe.models.registry import OUTPUT_NAME, build_classifier, get_backbone
 
     keras.utils.set_random_seed(seed)
     model = build_classifier(get_backbone("tiny"), TINY_SIZE, None, 0.2)
@@ -43,7 +43,7 @@ def tiny_model(bias: float = 0.0, seed: int = 0) -> Any:
 def save_tiny_model(path: Path, bias: float = 0.0, threshold: float = 0.5,
                     crop: dict[str, Any] | None = None, seed: int = 0,
                     **extra: Any) -> Path:
-    from dfpipe.modelio import save_model
+    from dfpipe.models.saving import save_model
 
     meta = {"class_names": list(CLASS_NAMES), "input_size": TINY_SIZE, "backbone": "tiny",
             "threshold": threshold, "threshold_source": "set by the test", "crop": crop,
@@ -55,14 +55,14 @@ def save_tiny_model(path: Path, bias: float = 0.0, threshold: float = 0.5,
 def face_video(path: Path, n_frames: int = 9, size: tuple[int, int] = (160, 120),
                seed: int = 1) -> Path:
     """A short clip filming a real face photograph (MTCNN finds the face)."""
-    from dfpipe.sample import face_photos, write_face_video
+    from dfpipe.sample.camera import face_photos, write_face_video
 
     return write_face_video(Path(path), face_photos()[0][1], n_frames=n_frames, size=size,
                             seed=seed)
 
 
 def blank_video(path: Path, n_frames: int = 9, size: tuple[int, int] = (160, 120)) -> Path:
-    from dfpipe.sample import write_blank_video
+    from dfpipe.sample.camera import write_blank_video
 
     return write_blank_video(Path(path), n_frames=n_frames, size=size)
 

@@ -1,0 +1,259 @@
+"""Evaluate a trained detector on one split: score, aggregate per video, measure, draw, report.
+
+The crops and their videos come from the split table (croptable), the model and its
+threshold from the model file (modelio), the scores from the same scoring code as the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfpipe import __version__
+from dfpipe.core.errors import PipelineError
+from dfpipe.core.images import read_rgb
+from dfpipe.core.labels import CLASS_NAMES
+from dfpipe.core.splittable import SPLIT_TABLE, Crop, load_split
+from dfpipe.evaluate import figures, metrics, report
+from dfpipe.evaluate.coverage import coverage_summary, read_uncovered, with_uncovered
+from dfpipe.models.saving import TRAINING_LOG, load_model, read_metadata
+from dfpipe.scoring.crops import DEFAULT_BATCH_SIZE, aggregate_videos, aggregator, score_crops
+from dfpipe.scoring.operating import DEFAULT_AGGREGATE, resolve_operating_point
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUTPUT = Path("evaluation_results")
+DEFAULT_SPLIT = "test"
+DEFAULT_RULE = DEFAULT_AGGREGATE
+
+READ_WORKERS = 4
+LEVELS: tuple[str, str] = ("frames", "videos")
+FIGURE_FILES: dict[str, str] = {
+    "confusion_frames_counts": "confusion_matrix_frames_counts.png",
+    "confusion_frames_percent": "confusion_matrix_frames_percent.png",
+    "confusion_videos_counts": "confusion_matrix_videos_counts.png",
+    "confusion_videos_percent": "confusion_matrix_videos_percent.png",
+    "roc": "roc_curves.png",
+    "pr": "pr_curves.png",
+    "histograms": "score_histograms.png",
+    "reliability": "reliability_diagram.png",
+    "training": "training_curves.png",
+}
+
+
+@dataclass(frozen=True)
+class Video:
+    """One video of the split: its crops' positions in the frame arrays and its label."""
+
+    video_id: str
+    group: str
+    label: int
+    members: tuple[int, ...]
+
+
+def resolve_threshold(meta: dict[str, Any], override: float | None) -> tuple[float, str]:
+    """The video decision threshold and where it came from: --threshold, else the model's."""
+    point = resolve_operating_point(meta, threshold=override)
+    return point.threshold, point.threshold_source
+
+
+def group_videos(crops: Sequence[Crop]) -> list[Video]:
+    """Videos in order of first crop; refuses a video whose crops disagree on the label."""
+    members: dict[str, list[int]] = {}
+    for i, crop in enumerate(crops):
+        members.setdefault(crop.video_id, []).append(i)
+    videos = []
+    for video_id, idx in members.items():
+        labels = {crops[i].label for i in idx}
+        if len(labels) > 1:
+            raise PipelineError(f"video {video_id} has both real and fake crops in the split "
+                                "table: fix its labels (one label per video)")
+        videos.append(Video(video_id, crops[idx[0]].group, labels.pop(), tuple(idx)))
+    return videos
+
+
+def read_images(paths: Sequence[Path], chunk: int) -> Iterator[np.ndarray]:
+    """Decode images in order with a thread pool, reading the next chunk while one is used."""
+    with ThreadPoolExecutor(max_workers=min(READ_WORKERS, os.cpu_count() or 1)) as pool:
+        pending: list[Future[np.ndarray]] = []
+        for start in range(0, len(paths), chunk):
+            ahead = [pool.submit(read_rgb, p) for p in paths[start:start + chunk]]
+            yield from (f.result() for f in pending)
+            pending = ahead
+        yield from (f.result() for f in pending)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _level(y: np.ndarray, s: np.ndarray, threshold: float, resamples: int, seed: int,
+           clusters: Sequence[str] | None) -> dict[str, Any]:
+    result = metrics.binary_metrics(y, s, threshold)
+    result["ci"] = (metrics.bootstrap_ci(y, s, threshold, resamples, seed, clusters)
+                    if resamples > 0 else None)
+    result["calibration"] = metrics.calibration(y, s)
+    return result
+
+
+def _fine_tune_epoch(meta: dict[str, Any]) -> int:
+    """Epochs phase 1 really ran (``phase_boundary``); older models: their --head-epochs."""
+    if isinstance(meta.get("phase_boundary"), int):
+        return int(meta["phase_boundary"])
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    try:
+        return int(config.get("head_epochs") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _draw(output: Path, levels: dict[str, tuple[np.ndarray, np.ndarray]],
+          result: dict[str, Any], training_log: Path | None,
+          fine_tune_epoch: int = 0) -> tuple[list[str], dict[str, str]]:
+    """Every figure that the data allows; the others with the reason they were not drawn."""
+    drawn: list[Path] = []
+    skipped: dict[str, str] = {}
+    for level in LEVELS:
+        cm = metrics.confusion_array(result[level]["confusion_matrix"])
+        for percent, kind in ((False, "counts"), (True, "percent")):
+            name = FIGURE_FILES[f"confusion_{level}_{kind}"]
+            what = "percent of each true class" if percent else "counts"
+            drawn.append(figures.confusion_matrix(
+                cm, output / name, f"Confusion matrix, {level} ({what})", percent=percent))
+    if "roc_auc" in result["frames"]["undefined"]:
+        for key in ("roc", "pr"):
+            skipped[FIGURE_FILES[key]] = result["frames"]["undefined"]["roc_auc"]
+    else:
+        drawn.append(figures.roc_curves(levels, output / FIGURE_FILES["roc"]))
+        drawn.append(figures.pr_curves(levels, output / FIGURE_FILES["pr"]))
+    cuts = {"frames": result["crop_threshold"]["value"], "videos": result["threshold"]["value"]}
+    drawn.append(figures.score_histograms({k: levels[k] for k in LEVELS}, cuts,
+                                          output / FIGURE_FILES["histograms"]))
+    drawn.append(figures.reliability_diagram(
+        {level: result[level]["calibration"] for level in LEVELS},
+        output / FIGURE_FILES["reliability"]))
+    if training_log is None:
+        skipped[FIGURE_FILES["training"]] = f"no {TRAINING_LOG} beside the model"
+    else:
+        try:
+            drawn.append(figures.training_curves(training_log, output / FIGURE_FILES["training"],
+                                                 fine_tune_epoch=fine_tune_epoch))
+        except PipelineError as exc:
+            log.warning("training curves not drawn: %s", exc)
+            skipped[FIGURE_FILES["training"]] = str(exc)
+    for name in skipped:
+        (output / name).unlink(missing_ok=True)
+    return [p.name for p in drawn], skipped
+
+
+def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
+             aggregate: str | None = None, threshold: float | None = None,
+             output: Path = DEFAULT_OUTPUT, batch_size: int = DEFAULT_BATCH_SIZE,
+             bootstrap: int = metrics.DEFAULT_RESAMPLES, seed: int = 0,
+             progress: bool = True, crop_threshold: float | None = None) -> dict[str, Any]:
+    """Score every crop of ``split``, aggregate per video, write figures and reports.
+
+    The rule and thresholds default to the model's (video threshold for videos, crop
+    threshold for frames). Returns the dict written to metrics.json.
+    """
+    model_path, data_root, output = Path(model_path), Path(data_root), Path(output)
+    if aggregate is not None:
+        aggregator(aggregate)
+    if batch_size < 1:
+        raise PipelineError(f"--batch-size must be at least 1, got {batch_size}")
+    if bootstrap < 0:
+        raise PipelineError(f"--bootstrap must be 0 (off) or more resamples, got {bootstrap}")
+    crops = load_split(data_root, split)
+    videos = group_videos(crops)
+    if not model_path.is_file():
+        raise PipelineError(f"model file not found: {model_path} (train one with train.py)")
+    point = resolve_operating_point(read_metadata(model_path), aggregate, threshold,
+                                    crop_threshold)
+    aggregate, thr, crop_thr = point.aggregate, point.threshold, point.crop_threshold
+    rule = aggregator(aggregate)
+    model, meta = load_model(model_path)
+    log.info("scoring %d crops of %d videos from %s/%s", len(crops), len(videos), data_root, split)
+
+    paths = [c.path for c in crops]
+    scores = score_crops(model, read_images(paths, batch_size), batch_size, total=len(paths),
+                         progress=progress)
+    video_ids = [c.video_id for c in crops]
+    by_video = aggregate_videos(video_ids, scores, aggregate)
+    y_frames = np.array([c.label for c in crops])
+    y_videos = np.array([v.label for v in videos])
+    s_videos = np.array([by_video[v.video_id] for v in videos])
+    levels = {"frames": (y_frames, scores), "videos": (y_videos, s_videos)}
+
+    training_log = model_path.parent / TRAINING_LOG
+    result: dict[str, Any] = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dfpipe_version": __version__,
+        "model": {"path": str(model_path), "backbone": meta.get("backbone"),
+                  "input_size": meta.get("input_size"), "created": meta.get("created"),
+                  "training_log": str(training_log) if training_log.is_file() else None},
+        "data": {"root": str(data_root), "split": split,
+                 "source": SPLIT_TABLE if (data_root / SPLIT_TABLE).is_file() else "folders"},
+        "threshold": {"value": thr, "source": point.threshold_source, "level": "videos"},
+        "crop_threshold": {"value": crop_thr, "source": point.crop_threshold_source,
+                           "level": "frames"},
+        "aggregation": {"rule": aggregate, "description": (rule.__doc__ or "").splitlines()[0],
+                        "source": point.aggregate_source},
+        "bootstrap": ({"resamples": bootstrap, "seed": seed,
+                       "confidence": metrics.CONFIDENCE} if bootstrap else None),
+    }
+    groups = [v.group for v in videos]
+    result["frames"] = _level(y_frames, scores, crop_thr, bootstrap, seed,
+                              [c.group for c in crops])
+    result["videos"] = _level(y_videos, s_videos, thr, bootstrap, seed, groups)
+    uncovered = read_uncovered(data_root, split)
+    result["coverage"] = coverage_summary(len(videos), uncovered)
+    result["videos_uncovered_at_half"] = None
+    if uncovered:
+        y_all, s_all, g_all = with_uncovered(y_videos, s_videos, groups, uncovered)
+        result["videos_uncovered_at_half"] = _level(y_all, s_all, thr, bootstrap, seed, g_all)
+    for level in LEVELS:
+        for name, reason in result[level]["undefined"].items():
+            log.warning("%s: %s undefined: %s", level, name, reason)
+
+    output.mkdir(parents=True, exist_ok=True)
+    result["figures"], result["skipped_figures"] = _draw(
+        output, levels, result, training_log if training_log.is_file() else None,
+        _fine_tune_epoch(meta))
+    result["files"] = [report.METRICS_JSON, report.METRICS_TEXT, report.FRAMES_CSV,
+                       report.VIDEOS_CSV]
+    report.write_report(output, result, _frame_rows(crops, scores, crop_thr, data_root),
+                        _video_rows(videos, scores, s_videos, thr))
+    return result
+
+
+def _frame_rows(crops: Sequence[Crop], scores: np.ndarray, threshold: float,
+                root: Path) -> Iterator[dict[str, Any]]:
+    predicted = metrics.predict(scores, threshold)
+    for crop, score, pred in zip(crops, scores, predicted, strict=True):
+        yield {"path": _relative(crop.path, root), "video_id": crop.video_id,
+               "group": crop.group, "frame": crop.frame, "label": CLASS_NAMES[crop.label],
+               "label_id": crop.label, "score": float(score), "predicted": CLASS_NAMES[pred],
+               "correct": int(pred == crop.label)}
+
+
+def _video_rows(videos: Sequence[Video], scores: np.ndarray, video_scores: np.ndarray,
+                threshold: float) -> Iterator[dict[str, Any]]:
+    predicted = metrics.predict(video_scores, threshold)
+    for video, score, pred in zip(videos, video_scores, predicted, strict=True):
+        own = scores[list(video.members)]
+        yield {"video_id": video.video_id, "group": video.group,
+               "label": CLASS_NAMES[video.label], "label_id": video.label,
+               "crops": len(video.members), "score": float(score),
+               "predicted": CLASS_NAMES[pred], "correct": int(pred == video.label),
+               "frame_score_min": float(own.min()), "frame_score_max": float(own.max())}

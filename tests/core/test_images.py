@@ -1,0 +1,32 @@
+"""The shared crop reader: RGB order, uint8, and one clear error for a bad file."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dfpipe.core.errors import PipelineError
+from dfpipe.core.images import read_rgb
+
+
+def test_reads_rgb_not_bgr(tmp_path: Path) -> None:
+    bgr = np.zeros((5, 7, 3), np.uint8)
+    bgr[..., 2] = 200  # red in OpenCV's BGR order
+    bgr[0, 0] = (10, 20, 30)
+    path = tmp_path / "red.png"
+    assert cv2.imwrite(str(path), bgr)
+    image = read_rgb(path)
+    assert image.dtype == np.uint8 and image.shape == (5, 7, 3)
+    assert tuple(image[1, 1]) == (200, 0, 0)
+    assert tuple(image[0, 0]) == (30, 20, 10)
+
+
+@pytest.mark.parametrize("content", [None, b"not a jpeg at all"])
+def test_unreadable_file_names_the_file(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "broken.jpg"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(PipelineError, match="broken.jpg") as err:
+        read_rgb(path)
+    assert "\n" not in str(err.value)

@@ -1,0 +1,82 @@
+"""Every figure is written as a valid, non-trivial PNG; bad training logs fail clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from dfpipe.core.errors import PipelineError
+from dfpipe.evaluate import figures, metrics
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path: Path) -> np.ndarray:
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    pixels = imread(path)
+    assert pixels.shape[0] > 200 and pixels.shape[1] > 200
+    assert pixels[..., :3].std() > 0.01  # something is drawn, not a blank canvas
+    assert not list(path.parent.glob(".*tmp*"))  # atomic write left no temporary file
+    return pixels
+
+
+@pytest.fixture(scope="module")
+def levels() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    s = np.clip(rng.normal(0.3 + 0.4 * y, 0.15), 0, 1)
+    return {"frames": (y, s), "videos": (y[::8], s.reshape(10, 8).mean(axis=1))}
+
+
+def test_confusion_matrices_in_counts_and_percent(tmp_path):
+    cm = np.array([[3, 2], [1, 2]])
+    counts = assert_png(figures.confusion_matrix(cm, tmp_path / "c.png", "counts"))
+    percent = assert_png(figures.confusion_matrix(cm, tmp_path / "p.png", "pct", percent=True))
+    assert counts.shape != percent.shape or not np.array_equal(counts, percent)
+    # a class with no samples (one-class split) must not divide by zero
+    assert_png(figures.confusion_matrix(np.array([[4, 1], [0, 0]]), tmp_path / "z.png", "one",
+                                        percent=True))
+
+
+def test_roc_pr_histograms_and_reliability(tmp_path, levels):
+    assert_png(figures.roc_curves(levels, tmp_path / "roc.png"))
+    assert_png(figures.pr_curves(levels, tmp_path / "pr.png"))
+    hist = assert_png(figures.score_histograms(levels, 0.5, tmp_path / "hist.png"))
+    assert hist.shape[1] > hist.shape[0]  # two panels side by side
+    cal = {k: metrics.calibration(y, s) for k, (y, s) in levels.items()}
+    assert_png(figures.reliability_diagram(cal, tmp_path / "rel.png"))
+
+
+def test_histograms_and_reliability_work_with_one_class(tmp_path):
+    y, s = np.zeros(6, dtype=int), np.linspace(0.1, 0.6, 6)
+    one = {"frames": (y, s), "videos": (y[:2], s[:2])}
+    assert_png(figures.score_histograms(one, 0.5, tmp_path / "hist.png"))
+    cal = {k: metrics.calibration(yy, ss) for k, (yy, ss) in one.items()}
+    assert_png(figures.reliability_diagram(cal, tmp_path / "rel.png"))
+
+
+def test_training_curves_pair_train_and_validation(tmp_path):
+    log = tmp_path / "training_log.csv"
+    log.write_text("epoch,auc,loss,lr,val_auc,val_loss\n0,0.7,0.6,0.001,0.65,0.65\n"
+                   "1,0.8,0.5,0.001,0.7,0.6\n2,0.9,0.4,0.0005,0.75,0.58\n")
+    columns = figures.read_training_log(log)
+    assert columns["val_auc"] == [0.65, 0.7, 0.75]
+    plain = assert_png(figures.training_curves(log, tmp_path / "curves.png"))
+    marked = assert_png(figures.training_curves(log, tmp_path / "marked.png", fine_tune_epoch=1))
+    assert plain.shape != marked.shape or not np.array_equal(plain, marked)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "not a Keras CSVLogger log"),
+    ("step,loss\n0,0.5\n", "not a Keras CSVLogger log"),
+    ("epoch,loss,auc\n0,0.5,0.7\n", "no metric logged for both training and validation"),
+])
+def test_unusable_training_logs_raise_one_clear_error(tmp_path, text, message):
+    log = tmp_path / "training_log.csv"
+    log.write_text(text)
+    with pytest.raises(PipelineError, match=message):
+        figures.training_curves(log, tmp_path / "curves.png")
+    assert not (tmp_path / "curves.png").exists()

@@ -1,0 +1,44 @@
+"""Precision and strategy choice (dfpipe.train.devices): auto must pick right on every machine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dfpipe.core.errors import PipelineError
+from dfpipe.train.devices import choose_precision, cpu_supports_bf16, is_chief, strategy_kind
+
+
+@pytest.mark.parametrize("requested,gpu,bf16,expected", [
+    ("auto", True, True, "mixed_float16"),
+    ("auto", True, False, "mixed_float16"),
+    ("auto", False, True, "mixed_bfloat16"),
+    ("auto", False, False, "float32"),
+    ("float32", True, True, "float32"),
+    ("mixed_bfloat16", False, False, "mixed_bfloat16"),
+])
+def test_auto_precision(requested: str, gpu: bool, bf16: bool, expected: str) -> None:
+    assert choose_precision(requested, gpu, bf16) == expected
+
+
+def test_bad_precision_and_cpu_flags() -> None:
+    with pytest.raises(PipelineError, match="unknown precision 'half'"):
+        choose_precision("half", False, False)
+    assert cpu_supports_bf16("processor : 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n")
+    assert cpu_supports_bf16("flags : fpu avx512_bf16\n")
+    assert not cpu_supports_bf16("flags : fpu sse avx2 avx512f\n")
+    assert not cpu_supports_bf16("")
+
+
+def test_distribution_choice() -> None:
+    assert strategy_kind(0, None) == "default"
+    assert strategy_kind(1, None) == "default"
+    assert strategy_kind(4, None) == "mirrored"
+    cluster = {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}
+    assert strategy_kind(1, json.dumps(cluster)) == "multi_worker"
+    assert not is_chief(json.dumps(cluster))
+    cluster["task"]["index"] = 0
+    assert is_chief(json.dumps(cluster)) and is_chief(None)
+    with pytest.raises(PipelineError, match="TF_CONFIG"):
+        strategy_kind(0, "{not json")
