@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from dfpipe.core.errors import PipelineError, run_cli
-from dfpipe.monitor.snapshot import DEFAULT_INTERVAL_S, DEFAULT_WINDOW_MIN, watch
+from dfpipe.monitor.snapshot import DEFAULT_WINDOW_MIN
+from dfpipe.monitor.watch import DEFAULT_INTERVAL_S, watch
 
 EPILOG = """\
 what it shows:

@@ -23,8 +23,9 @@ from dfpipe.models.registry import BACKBONES  # noqa: E402
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from dfpipe.models.registry import SCHEDULES
     from dfpipe.scoring.crops import AGGREGATORS
+    from dfpipe.train.config import config_fields
+    from dfpipe.train.devices import PRECISIONS
     from dfpipe.train.inputs import BALANCE_MODES
-    from dfpipe.train.loop import PRECISIONS, config_fields
 
     d = config_fields()
     p = argparse.ArgumentParser(description=__doc__,
@@ -113,7 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    from dfpipe.train.loop import TrainConfig, train
+    from dfpipe.train.config import TrainConfig
+    from dfpipe.train.loop import train
 
     config = TrainConfig(
         data=args.data, output=args.output, backbone=args.backbone, weights=args.weights,

@@ -82,7 +82,8 @@ def pin_threads(threads: int) -> list[int]:
 
 def build_model(folder: Path, detector: str, every: int) -> Path:
     """A real Xception detector (299 px, random weights) saved with crop metadata."""
-    from dfpipe.models.registry import build_classifier, get_backbone
+    from dfpipe.models.build import build_classifier
+    from dfpipe.models.registry import get_backbone
     from dfpipe.models.saving import save_model
 
     spec = get_backbone("xception")

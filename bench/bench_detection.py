@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dfpipe.core.errors import PipelineError  # noqa: E402
-from dfpipe.core.splittable import SPLIT_TABLE  # noqa: E402
+from dfpipe.core.files import SPLIT_REPORT, SPLIT_TABLE  # noqa: E402
 from dfpipe.split import folder_input as cropfolder  # noqa: E402
 from dfpipe.split import quality  # noqa: E402
 from dfpipe.split import run as splits  # noqa: E402
@@ -87,7 +87,7 @@ def split_crops_folder(data: Path, rows: int | None, workdir: Path, seed: int,
     state = workdir / SPLIT_STATE
     if (out / SPLIT_TABLE).is_file() and state.is_file() and json.loads(state.read_text()) == key:
         log.info("reusing the split in %s", out)
-        return out, json.loads((out / splits.REPORT_JSON).read_text(encoding="utf-8"))
+        return out, json.loads((out / SPLIT_REPORT).read_text(encoding="utf-8"))
     loader = cropfolder.make_loader(labels, group_column,
                                     cropfolder.CropSettings(margin=DFDC_MARGIN, size=DFDC_SIZE))
     report = splits.run_split(data, out, rules=rules, ratios=ratios, seed=seed, overwrite=True,
@@ -158,7 +158,7 @@ def git_state() -> dict[str, Any]:
 
 
 def machine(start: bool) -> dict[str, Any]:
-    from dfpipe.train.loop import cpu_supports_bf16, gpu_count
+    from dfpipe.train.devices import cpu_supports_bf16, gpu_count
 
     info: dict[str, Any] = {"load_avg_start" if start else "load_avg_end": os.getloadavg()}
     if start:
@@ -190,7 +190,8 @@ def finished_model(out: Path, options: dict[str, Any]) -> Path | None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from dfpipe.evaluate import run as evaluation
     from dfpipe.models.saving import read_metadata
-    from dfpipe.train.loop import TrainConfig, train
+    from dfpipe.train.config import TrainConfig
+    from dfpipe.train.loop import train
 
     started = time.time()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-detection-")).resolve()

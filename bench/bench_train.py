@@ -39,17 +39,13 @@ from bench_detection import split_crops_folder  # noqa: E402
 
 from dfpipe.core.images import read_rgb  # noqa: E402
 from dfpipe.core.splittable import load_split  # noqa: E402
-from dfpipe.models.registry import build_classifier, get_backbone  # noqa: E402
+from dfpipe.models.build import build_classifier
+from dfpipe.models.registry import get_backbone  # noqa: E402
 from dfpipe.split.quality import QualityRules  # noqa: E402
+from dfpipe.train.config import TrainConfig
+from dfpipe.train.devices import choose_precision, cpu_supports_bf16, gpu_count, precision_policy
 from dfpipe.train.inputs import make_dataset  # noqa: E402
-from dfpipe.train.loop import (  # noqa: E402
-    TrainConfig,
-    choose_precision,
-    cpu_supports_bf16,
-    gpu_count,
-    precision_policy,
-    train,
-)
+from dfpipe.train.loop import train  # noqa: E402
 
 DFDC = REPO.parent / "shared" / "data" / "dfdc_faces"
 log = logging.getLogger("bench_train")

@@ -30,7 +30,8 @@ def tiny_model(bias: float = 0.0, seed: int = 0) -> Any:
     a small random head; ``bias`` moves every P(fake) up (positive) or down (negative)."""
     import keras
 
-    from dfpipe.models.registry import OUTPUT_NAME, build_classifier, get_backbone
+    from dfpipe.models.build import build_classifier
+    from dfpipe.models.registry import OUTPUT_NAME, get_backbone
 
     keras.utils.set_random_seed(seed)
     model = build_classifier(get_backbone("tiny"), TINY_SIZE, None, 0.2)

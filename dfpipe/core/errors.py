@@ -24,3 +24,10 @@ def run_cli(main: Callable[[], int | None]) -> None:
               file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def first_line(exc: BaseException | Warning | str) -> str:
+    """The first line of an exception's message (its type name when it has none), for the
+    one-line messages a library error is turned into."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dfpipe.core.errors import PipelineError
+from dfpipe.core.files import SPLIT_REPORT, SPLIT_TABLE
 from dfpipe.core.labels import CLASS_NAMES, IMAGE_EXTENSIONS, label_id
 
-SPLIT_TABLE = "split.csv"
+log = logging.getLogger(__name__)
+
 SPLIT_NAMES: tuple[str, str, str] = ("train", "val", "test")
 
 
@@ -96,3 +100,47 @@ def _from_folders(root: Path, split: str) -> list[Crop]:
             crops.append(Crop(path=path, label=label_id(name), video_id=video, group=video,
                               split=split, frame=int(stem) if stem.isdigit() else -1))
     return sorted(crops, key=lambda c: str(c.path))
+
+
+# -- the split report: what split.py recorded about the crops ------------------------------
+
+QUALITY_RULE_KEYS: tuple[str, ...] = ("min_face", "min_sharpness", "min_confidence",
+                                      "max_per_video")
+
+
+def read_split_report(root: Path) -> dict[str, Any] | None:
+    """split.py's report of a split folder; None (with a warning) when there is none, and a
+    PipelineError when it is not JSON."""
+    path = Path(root) / SPLIT_REPORT
+    if not path.is_file():
+        log.warning("%s not found: what split.py recorded (crop settings, quality rules) "
+                    "is unknown", path)
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path} is not valid JSON ({exc}): re-run split.py") from None
+    return report if isinstance(report, dict) else None
+
+
+def crop_settings(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Crop margin, size, detector and frame sampling of the split's crops (the report's
+    ``preprocess`` key); None, with a warning, when the report does not say."""
+    pre = (report or {}).get("preprocess")
+    if not isinstance(pre, dict):
+        log.warning("the split report has no 'preprocess' settings: the model's crop settings "
+                    "are unknown (recorded as null)")
+        return None
+    sampling = {k: pre[k] for k in ("every", "frames", "faces") if k in pre}
+    return {"margin": pre.get("margin"), "size": pre.get("size"),
+            "detector": pre.get("detector"), "sampling": sampling, "settings": pre}
+
+
+def quality_rules(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The quality rules split.py applied (the report's ``filter`` key), for the model's
+    metadata so the app applies the same ones; None when the report does not say."""
+    used = (report or {}).get("filter")
+    if not isinstance(used, dict) or not all(k in used for k in QUALITY_RULE_KEYS):
+        return None
+    return {**{k: used[k] for k in QUALITY_RULE_KEYS},
+            "source": f"{SPLIT_REPORT} of the training split"}

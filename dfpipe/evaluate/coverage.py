@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from dfpipe.core.errors import PipelineError
+from dfpipe.core.files import DROPPED_TABLE
 from dfpipe.core.labels import label_id
-from dfpipe.split.write import DROPPED_TABLE
 
 UNCOVERED_SCORE = 0.5
 

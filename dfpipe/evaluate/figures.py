@@ -7,9 +7,7 @@ Shared by training (its curves) and evaluation; it depends on no pipeline stage.
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn import metrics as skm
 
-from dfpipe.core.errors import PipelineError
+from dfpipe.core.atomic import atomic_path
 from dfpipe.core.labels import CLASS_NAMES, FAKE, REAL
 
 matplotlib.use("Agg")
@@ -33,12 +31,9 @@ CLASS_COLORS = {REAL: "tab:green", FAKE: "tab:red"}
 
 def save(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as PNG via a temporary file, so a reader never sees half an image."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, format="png", dpi=DPI)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    return Path(path)
 
 
 def confusion_matrix(cm: np.ndarray, path: Path, title: str, percent: bool = False) -> Path:
@@ -159,62 +154,4 @@ def reliability_diagram(levels: Mapping[str, Mapping[str, Sequence[float]]], pat
     bottom.set_ylabel("count in bin")
     bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
     bottom.grid(alpha=0.3)
-    return save(fig, path)
-
-
-def read_training_log(path: Path) -> dict[str, list[float]]:
-    """Columns of a Keras CSVLogger file as float lists; PipelineError if unreadable."""
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise PipelineError(f"cannot read training log {path}: {exc.strerror}") from None
-    if not rows or "epoch" not in rows[0]:
-        raise PipelineError(f"{path} is not a Keras CSVLogger log (no 'epoch' column or no rows)")
-    columns: dict[str, list[float]] = {}
-    for name in rows[0]:
-        try:
-            columns[name] = [float(row[name]) for row in rows]
-        except (TypeError, ValueError):
-            log.warning("training log %s: column %r is not numeric, skipped", path, name)
-    return columns
-
-
-def training_curves(log_path: Path, path: Path, title: str = "Training curves",
-                    fine_tune_epoch: int = 0) -> Path:
-    """One panel per metric logged for both train and validation (loss, auc, ...), by epoch.
-
-    ``fine_tune_epoch`` > 0 marks where the backbone was unfrozen (after that many epochs).
-    """
-    columns = read_training_log(log_path)
-    names = [k for k in columns if not k.startswith("val_") and f"val_{k}" in columns]
-    names = sorted(names, key=lambda k: (k != "loss", k))
-    if "lr" in columns or "learning_rate" in columns:
-        names.append("lr" if "lr" in columns else "learning_rate")
-    if not names:
-        raise PipelineError(f"{log_path} has no metric logged for both training and validation")
-    epochs = np.asarray(columns["epoch"]) + 1
-    cols = min(3, len(names))
-    rows = -(-len(names) // cols)
-    fig = Figure(figsize=(4.6 * cols, 3.8 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    for ax, name in zip(axes, names, strict=False):
-        if f"val_{name}" in columns:
-            ax.plot(epochs, columns[name], marker="o", label="train")
-            ax.plot(epochs, columns[f"val_{name}"], marker="o", label="validation")
-        else:
-            ax.plot(epochs, columns[name], marker="o", color="tab:grey")
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-        if 0 < fine_tune_epoch < len(epochs):
-            ax.axvline(fine_tune_epoch + 0.5, color="grey", ls=":", label="fine-tuning starts")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(name)
-        ax.set_title(name)
-        ax.grid(alpha=0.3)
-    for ax in axes[len(names):]:
-        ax.set_visible(False)
-    fig.suptitle(title)
     return save(fig, path)

@@ -19,14 +19,16 @@ import numpy as np
 
 from dfpipe import __version__
 from dfpipe.core.errors import PipelineError
+from dfpipe.core.files import SPLIT_TABLE, TRAINING_LOG
 from dfpipe.core.images import read_rgb
 from dfpipe.core.labels import CLASS_NAMES
-from dfpipe.core.splittable import SPLIT_TABLE, Crop, load_split
+from dfpipe.core.splittable import Crop, load_split
 from dfpipe.evaluate import figures, metrics, report
 from dfpipe.evaluate.coverage import coverage_summary, read_uncovered, with_uncovered
-from dfpipe.models.saving import TRAINING_LOG, load_model, read_metadata
+from dfpipe.models.saving import load_model, read_metadata
 from dfpipe.scoring.crops import DEFAULT_BATCH_SIZE, aggregate_videos, aggregator, score_crops
 from dfpipe.scoring.operating import DEFAULT_AGGREGATE, resolve_operating_point
+from dfpipe.train.curves import training_curves
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +149,7 @@ def _draw(output: Path, levels: dict[str, tuple[np.ndarray, np.ndarray]],
         skipped[FIGURE_FILES["training"]] = f"no {TRAINING_LOG} beside the model"
     else:
         try:
-            drawn.append(figures.training_curves(training_log, output / FIGURE_FILES["training"],
+            drawn.append(training_curves(training_log, output / FIGURE_FILES["training"],
                                                  fine_tune_epoch=fine_tune_epoch))
         except PipelineError as exc:
             log.warning("training curves not drawn: %s", exc)

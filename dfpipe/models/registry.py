@@ -1,4 +1,4 @@
-"""Backbone registry and the classifier built around a backbone.
+"""The backbone registry: what each backbone is, and how it trains by default.
 
 Each registry entry keeps what a backbone *is* (:class:`ModelConfig`: input size, pixel
 mean/std as data, where its ImageNet file comes from) apart from how it is *trained* by default
@@ -13,11 +13,8 @@ weights come from, so a copy rebuilt for saving is the model that was trained.
 from __future__ import annotations
 
 import logging
-import math
-import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from dfpipe.core.errors import PipelineError
@@ -108,11 +105,6 @@ class Backbone:
     @property
     def has_imagenet(self) -> bool:
         return self.model.has_imagenet
-
-    def as_metadata(self) -> dict[str, Any]:
-        """Both configs as plain data, for the saved model's metadata."""
-        return {"name": self.name, "model_config": asdict(self.model),
-                "train_defaults": asdict(self.training)}
 
 
 def _keras_app(attr: str) -> Callable[..., Any]:
@@ -208,186 +200,3 @@ def check_size(spec: Backbone, size: int) -> None:
         raise PipelineError(f"--size {size} is below {spec.name}'s minimum of {spec.min_size} "
                             f"pixels: use --size {spec.min_size} or more "
                             f"(default {spec.input_size})")
-
-
-def imagenet_weights_file(spec: Backbone) -> Path:
-    """The local copy of the backbone's Keras ImageNet file, fetched into Keras' cache
-    (``~/.keras/models``) the way keras.applications does; PipelineError when unavailable."""
-    import keras
-
-    cfg = spec.model
-    if not cfg.has_imagenet:
-        raise PipelineError(f"backbone '{spec.name}' has no ImageNet weights: use "
-                            "--weights none or --weights PATH")
-    try:
-        return Path(keras.utils.get_file(cfg.imagenet_file, cfg.imagenet_url,
-                                         cache_subdir="models", file_hash=cfg.imagenet_hash))
-    except Exception as exc:  # noqa: BLE001 - any download/cache failure reads the same
-        raise PipelineError(
-            f"cannot get ImageNet weights for {spec.name} ({_first_line(exc)}): pass "
-            "--weights PATH to a local .h5 of the backbone's weights, or --weights none"
-        ) from None
-
-
-def build_backbone(spec: Backbone, size: int, weights: str | None) -> Any:
-    """The backbone at ``size`` with ``weights`` ('imagenet', None or a local file).
-
-    The architecture is the same whatever the weights: ImageNet files are loaded like a local
-    file (Keras' own ImageNet path would add a layer to EfficientNet, so a copy rebuilt without
-    weights would scale pixels differently from the model trained).
-    """
-    check_size(spec, size)
-    path = imagenet_weights_file(spec) if weights == "imagenet" else weights
-    model = spec.constructor(weights=None, include_top=False, input_shape=(size, size, 3),
-                             pooling="avg")
-    if path is not None:
-        _load_weights(model, spec, Path(path))
-    return model
-
-
-def _load_weights(model: Any, spec: Backbone, path: Path) -> None:
-    if not path.is_file():
-        raise PipelineError(f"weights file not found: {path} (--weights takes imagenet, none "
-                            "or the path of a local .h5 of the backbone's weights)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            model.load_weights(path)
-        except Exception as exc:  # noqa: BLE001 - a wrong file fails in many ways
-            raise PipelineError(f"cannot load {path} into backbone {spec.name}: "
-                                f"{_first_line(exc)}") from None
-    # Keras only warns when parts of a file match no layer and keep random weights.
-    partial = [w for w in caught if "freshly-initialized" in str(w.message)]
-    if partial:
-        raise PipelineError(f"cannot load {path} into backbone {spec.name}: the file does not "
-                            f"match its layers ({_first_line(partial[0].message)})")
-    _fix_imagenet_normalization(model)
-    log.info("loaded backbone weights from %s", path)
-
-
-def _fix_imagenet_normalization(model: Any) -> None:
-    """Make a Keras ImageNet EfficientNet file loaded from a path scale pixels as ImageNet did.
-
-    Those files hold the std where Normalization expects the variance; Keras compensates with
-    an extra Rescaling layer only on download. Squaring the stored value does the same.
-    """
-    from keras import layers
-
-    for layer in model.layers[:4]:
-        if not isinstance(layer, layers.Normalization) or not hasattr(layer, "adapt_variance"):
-            continue
-        var = [float(v) for v in layer.adapt_variance.numpy().ravel()]
-        if len(var) == 3 and all(math.isclose(a, b, rel_tol=1e-3)
-                                 for a, b in zip(var, IMAGENET_STDDEV_RGB, strict=True)):
-            layer.adapt_variance.assign([v * v for v in var])
-            layer.finalize_state()
-            log.info("%s: ImageNet std stored as variance; squared it as Keras does on download",
-                     model.name)
-
-
-def build_classifier(spec: Backbone, size: int, weights: str | None, dropout: float) -> Any:
-    """Raw RGB (0..255, any square size) -> resize -> scaling -> backbone -> P(fake).
-
-    Resizing and scaling run in float32 whatever the precision policy; the output layer is
-    float32 too, so a mixed-precision model still gives full-precision probabilities.
-    """
-    import keras
-    from keras import layers
-
-    backbone = build_backbone(spec, size, weights)
-    inputs = keras.Input((None, None, 3), name=INPUT_NAME)
-    x = layers.Resizing(size, size, antialias=True, dtype="float32", name=RESIZE_NAME)(inputs)
-    if not spec.model.scaling_in_backbone:
-        scale, offset = _rescaling(spec.model.mean, spec.model.std)
-        x = layers.Rescaling(scale, offset=offset, dtype="float32", name=SCALE_NAME)(x)
-    x = backbone(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name=OUTPUT_NAME)(x)
-    return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
-
-
-def _rescaling(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[Any, Any]:
-    """(x - mean) / std as Rescaling's scale and offset: scalars when the channels agree."""
-    scale = [1.0 / s for s in std]
-    offset = [-m / s for m, s in zip(mean, std, strict=True)]
-    if len(set(scale)) == 1 and len(set(offset)) == 1:
-        return scale[0], offset[0]
-    return scale, offset
-
-
-def backbone_of(model: Any) -> Any:
-    """The backbone sub-model inside a classifier built by :func:`build_classifier`."""
-    import keras
-
-    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if len(inner) != 1:
-        raise ValueError(f"expected one backbone inside {model.name}, found {len(inner)}")
-    return inner[0]
-
-
-def freeze_backbone(model: Any) -> None:
-    """Phase 1: only the head learns."""
-    backbone_of(model).trainable = False
-
-
-def unfreeze_top(model: Any, count: int, freeze_batchnorm: bool = True) -> int:
-    """Phase 2: make the top ``count`` backbone layers trainable (-1: all); return how many.
-
-    With ``freeze_batchnorm`` batch-norm layers stay frozen, which in Keras 3 also keeps them
-    in inference mode (a ``training=False`` call argument is overridden by ``fit``), so their
-    ImageNet statistics are not overwritten by small fine-tuning batches.
-    """
-    from keras import layers
-
-    backbone = backbone_of(model)
-    backbone.trainable = True
-    total = len(backbone.layers)
-    start = 0 if count < 0 else max(0, total - count)
-    for i, layer in enumerate(backbone.layers):
-        layer.trainable = i >= start
-        if freeze_batchnorm and isinstance(layer, layers.BatchNormalization):
-            layer.trainable = False
-    return total - start
-
-
-def batchnorm_trainable(per_replica_batch: int, freeze_bn: bool, pretrained: bool) -> bool:
-    """Whether phase 2 trains batch norm: always from scratch; from pretrained weights only
-    when each replica's batch (what batch norm's statistics see) holds 16 images or more and
-    ``--freeze-bn`` is not given."""
-    if not pretrained:
-        return True
-    return not freeze_bn and per_replica_batch >= 16
-
-
-def load_classifier(path: Path) -> tuple[Any, dict[str, Any]]:
-    """Load a saved classifier and check it against its metadata (PipelineError on mismatch)."""
-    from dfpipe.models.saving import load_model
-
-    model, meta = load_model(path)
-    check_classifier(model, meta, path)
-    return model, meta
-
-
-def check_classifier(model: Any, meta: dict[str, Any], path: Path | str = "model") -> None:
-    """What can be checked: one P(fake) output, RGB input, and the resize size in metadata."""
-    out = tuple(model.output_shape)
-    if out[-1] != 1:
-        raise PipelineError(f"{path}: the model gives {out[-1]} outputs; expected one P(fake)")
-    if tuple(model.input_shape)[-1] != 3:
-        raise PipelineError(f"{path}: the model takes {model.input_shape}; expected RGB images")
-    names = {layer.name: layer for layer in model.layers}
-    resize = names.get(RESIZE_NAME)
-    size = meta.get("input_size")
-    if resize is not None and size is not None:
-        got = resize.get_config()
-        if (got["height"], got["width"]) != (size, size):
-            raise PipelineError(f"{path}: resizes to {got['height']}x{got['width']} but its "
-                                f"metadata says input_size {size}")
-    backbone = meta.get("backbone")
-    if backbone is not None and str(backbone).lower() not in BACKBONES:
-        log.warning("%s: backbone '%s' is not in this version's registry", path, backbone)
-
-
-def _first_line(exc: BaseException | Warning | str) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -8,21 +8,17 @@ it, so a model can never be used with the wrong class order or crop settings.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from dfpipe.core.errors import PipelineError
+from dfpipe.core.files import METADATA_ATTR, metadata_sidecar
 from dfpipe.core.labels import CLASS_NAMES
+from dfpipe.models.registry import BACKBONES, RESIZE_NAME
 
-METADATA_ATTR = "dfpipe_metadata"
-TRAINING_LOG = "training_log.csv"  # Keras CSVLogger output, beside the model
-TRAINING_DONE = "training_done.json"  # written when training ends (the monitor's signal)
-
-
-def sidecar_path(model_path: Path) -> Path:
-    """The JSON file that mirrors a model's metadata (``x.h5`` -> ``x.json``)."""
-    return Path(model_path).with_suffix(".json")
+log = logging.getLogger(__name__)
 
 
 def save_model(model: Any, path: Path, metadata: dict[str, Any]) -> None:
@@ -40,7 +36,7 @@ def save_model(model: Any, path: Path, metadata: dict[str, Any]) -> None:
         with h5py.File(tmp, "a") as fh:
             fh.attrs[METADATA_ATTR] = text
     os.replace(tmp, path)
-    side = sidecar_path(path)
+    side = metadata_sidecar(path)
     tmp_side = side.with_name(f".{side.name}.tmp")
     tmp_side.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp_side, side)
@@ -60,8 +56,8 @@ def read_metadata(path: Path) -> dict[str, Any]:
             text = raw.decode() if isinstance(raw, bytes) else raw
     elif path.suffix == ".h5":
         raise PipelineError(f"not a valid HDF5 model file: {path} (corrupt or truncated?)")
-    if text is None and sidecar_path(path).is_file():
-        text = sidecar_path(path).read_text(encoding="utf-8")
+    if text is None and metadata_sidecar(path).is_file():
+        text = metadata_sidecar(path).read_text(encoding="utf-8")
     if text is None:
         raise PipelineError(
             f"{path} has no dfpipe metadata (class order, input size, threshold): "
@@ -103,3 +99,30 @@ def _finalize_normalization(model: Any) -> None:
         layers.extend(getattr(layer, "layers", []))
         if isinstance(layer, keras.layers.Normalization) and layer.built:
             layer.finalize_state()
+
+
+def load_classifier(path: Path) -> tuple[Any, dict[str, Any]]:
+    """Load a saved classifier and check it against its metadata (PipelineError on mismatch)."""
+    model, meta = load_model(path)
+    check_classifier(model, meta, path)
+    return model, meta
+
+
+def check_classifier(model: Any, meta: dict[str, Any], path: Path | str = "model") -> None:
+    """What can be checked: one P(fake) output, RGB input, and the resize size in metadata."""
+    out = tuple(model.output_shape)
+    if out[-1] != 1:
+        raise PipelineError(f"{path}: the model gives {out[-1]} outputs; expected one P(fake)")
+    if tuple(model.input_shape)[-1] != 3:
+        raise PipelineError(f"{path}: the model takes {model.input_shape}; expected RGB images")
+    names = {layer.name: layer for layer in model.layers}
+    resize = names.get(RESIZE_NAME)
+    size = meta.get("input_size")
+    if resize is not None and size is not None:
+        got = resize.get_config()
+        if (got["height"], got["width"]) != (size, size):
+            raise PipelineError(f"{path}: resizes to {got['height']}x{got['width']} but its "
+                                f"metadata says input_size {size}")
+    backbone = meta.get("backbone")
+    if backbone is not None and str(backbone).lower() not in BACKBONES:
+        log.warning("%s: backbone '%s' is not in this version's registry", path, backbone)

@@ -3,7 +3,8 @@
 Both are genuine blending forgeries, the kind a detector must learn to spot: a face region
 is replaced by an altered, slightly misaligned copy (of the same face for self-blending,
 Shiohara & Yamasaki, CVPR 2022; of another person's face, colour-matched and at a lower
-resolution, for a swap), pasted back through the soft inner-face mask of :mod:`dfpipe.train.sbi.blend`,
+resolution, for a swap), pasted back through the soft inner-face mask of
+:mod:`dfpipe.train.sbi.blend`,
 the blending train.py's ``--sbi`` uses too. The seams, the resolution drop and the residual
 colour mismatch are what separate these fakes from the photograph they were made from.
 """

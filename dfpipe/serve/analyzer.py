@@ -2,7 +2,8 @@
 
 video -> sampled frames -> faces -> crops -> P(fake) per crop -> one score per video -> verdict.
 Every step reuses what preprocess and evaluate use: the same frame sampling
-(:mod:`dfpipe.extract.video`), detector and square crop (:mod:`dfpipe.extract.faces`) with the settings the
+(:mod:`dfpipe.extract.video`), detector and square crop
+(:mod:`dfpipe.extract.faces`) with the settings the
 model was trained on (its metadata), crops scored as the JPEG bytes preprocess would have
 saved, the same scoring and per-video rule (:mod:`dfpipe.scoring.crops`) and the same threshold
 resolution as evaluate. The result is a plain, JSON-ready dict.
@@ -163,8 +164,7 @@ class Analyzer:
     @classmethod
     def load(cls, model_path: Path, **options: Any) -> Analyzer:
         """Load the model file once (checked against its metadata) and prepare the detector."""
-        from dfpipe.models.registry import load_classifier
-        from dfpipe.models.saving import read_metadata
+        from dfpipe.models.saving import load_classifier, read_metadata
 
         settings, _ = settings_from_metadata(read_metadata(Path(model_path)),
                                              options.get("detector"), options.get("every"),

@@ -1,7 +1,8 @@
 """Read the preprocess output for split.py: every crop of finished videos, joined into groups.
 
 Groups are recomputed here over every record of every manifest (and an optional labels
-CSV), as connected components of the identities each video involves (:mod:`dfpipe.extract.identities`),
+CSV), as connected components of the identities each video involves
+(:mod:`dfpipe.extract.identities`),
 so shards and resumed runs are joined as one dataset.
 """
 

@@ -9,7 +9,6 @@ crop), then ``max_per_video`` (keep at most K crops per video, spread evenly ove
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -23,6 +22,8 @@ from typing import Any
 import cv2
 import numpy as np
 from tqdm import tqdm
+
+from dfpipe.core.splittable import QUALITY_RULE_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -146,31 +147,13 @@ def _cap_per_video(crops: list[FaceCrop], k: int | None) -> list[FaceCrop]:
     return kept
 
 
-SPLIT_REPORT = "split_report.json"
-RULE_KEYS: tuple[str, ...] = ("min_face", "min_sharpness", "min_confidence", "max_per_video")
-
-
-def rules_from_split(root: Path) -> dict[str, Any] | None:
-    """The quality rules split.py applied to a split folder (for the model's metadata, so
-    the app can apply the same ones); None when the folder's report does not say."""
-    path = Path(root) / SPLIT_REPORT
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    used = report.get("filter") if isinstance(report, dict) else None
-    if not isinstance(used, dict) or not all(k in used for k in RULE_KEYS):
-        return None
-    return {**{k: used[k] for k in RULE_KEYS}, "source": f"{SPLIT_REPORT} of the training split"}
-
-
 def rules_of(meta: dict[str, Any]) -> QualityRules | None:
     """QualityRules from a model's ``quality`` metadata; None for a model without them."""
     quality = meta.get("quality")
     if not isinstance(quality, dict):
         return None
     try:
-        return QualityRules(**{k: quality[k] for k in RULE_KEYS})
+        return QualityRules(**{k: quality[k] for k in QUALITY_RULE_KEYS})
     except (KeyError, TypeError, ValueError):
         log.warning("model metadata 'quality' is malformed (%s); not applied", quality)
         return None

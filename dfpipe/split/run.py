@@ -46,8 +46,6 @@ from dfpipe.split.manifest_input import load_crops, preprocess_settings, require
 from dfpipe.split.quality import MIN_CONFIDENCE, FaceCrop, QualityRules, filter_crops
 from dfpipe.split.write import (  # noqa: F401
     COLUMNS,
-    REPORT_JSON,
-    REPORT_TXT,
     check_output,
     report_text,
     write_output,

@@ -15,13 +15,10 @@ from typing import Any
 from tqdm import tqdm
 
 from dfpipe.core.errors import PipelineError
-from dfpipe.core.splittable import SPLIT_TABLE
+from dfpipe.core.files import DROPPED_TABLE, SPLIT_REPORT, SPLIT_REPORT_TEXT, SPLIT_TABLE
 
 log = logging.getLogger(__name__)
 
-REPORT_JSON = "split_report.json"
-REPORT_TXT = "split_report.txt"
-DROPPED_TABLE = "dropped_videos.csv"
 COLUMNS: tuple[str, ...] = ("path", "split", "label", "label_id", "video_id", "group",
                             "group_rule", "frame", "face", "face_size", "confidence", "sharpness",
                             "landmarks")
@@ -55,8 +52,8 @@ def write_output(input_dir: Path, output: Path, rows: Sequence[dict[str, Any]],
         report["link_mode"] = mode
         _write_table(tmp / SPLIT_TABLE, rows)
         _write_table(tmp / DROPPED_TABLE, dropped, DROPPED_COLUMNS)
-        (tmp / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        (tmp / REPORT_TXT).write_text(report_text(report), encoding="utf-8")
+        (tmp / SPLIT_REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (tmp / SPLIT_REPORT_TEXT).write_text(report_text(report), encoding="utf-8")
         if output.exists():
             os.replace(output, old)
         try:

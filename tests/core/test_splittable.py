@@ -1,11 +1,14 @@
 """Reading a split folder: from split.csv, or from the folder layout alone."""
 
+import json
+import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
+from split_support import write_split
 
-from dfpipe.core.splittable import load_split
+from dfpipe.core.splittable import crop_settings, load_split, read_split_report
 
 
 def _image(path: Path) -> None:
@@ -26,3 +29,16 @@ def test_folder_video_ids_are_paths_below_the_label(tmp_path):
     assert sum(c.video_id == "Deepfakes/000_003" for c in crops) == 2
     assert {c.group for c in crops} == videos
     assert sorted(c.frame for c in crops if c.video_id == "FaceSwap/000_003") == [0, 5]
+
+
+def test_crop_settings_come_from_the_split_report(tmp_path: Path, caplog) -> None:
+    root = write_split(tmp_path / "split", {"train": {"real": 1, "fake": 1}}, size=16)
+    crop = crop_settings(read_split_report(root))
+    assert crop["margin"] == 1.3 and crop["size"] == 16 and crop["detector"] == "mtcnn"
+    assert crop["sampling"] == {"every": 10, "frames": 2, "faces": 1}
+    (root / "split_report.json").write_text(json.dumps({"train": {}}))
+    with caplog.at_level(logging.WARNING):
+        assert crop_settings(read_split_report(root)) is None
+    assert "no 'preprocess' settings" in caplog.text
+    (root / "split_report.json").unlink()
+    assert crop_settings(read_split_report(root)) is None

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from dfpipe.core.errors import PipelineError
 from dfpipe.evaluate import figures, metrics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -56,27 +55,3 @@ def test_histograms_and_reliability_work_with_one_class(tmp_path):
     assert_png(figures.score_histograms(one, 0.5, tmp_path / "hist.png"))
     cal = {k: metrics.calibration(yy, ss) for k, (yy, ss) in one.items()}
     assert_png(figures.reliability_diagram(cal, tmp_path / "rel.png"))
-
-
-def test_training_curves_pair_train_and_validation(tmp_path):
-    log = tmp_path / "training_log.csv"
-    log.write_text("epoch,auc,loss,lr,val_auc,val_loss\n0,0.7,0.6,0.001,0.65,0.65\n"
-                   "1,0.8,0.5,0.001,0.7,0.6\n2,0.9,0.4,0.0005,0.75,0.58\n")
-    columns = figures.read_training_log(log)
-    assert columns["val_auc"] == [0.65, 0.7, 0.75]
-    plain = assert_png(figures.training_curves(log, tmp_path / "curves.png"))
-    marked = assert_png(figures.training_curves(log, tmp_path / "marked.png", fine_tune_epoch=1))
-    assert plain.shape != marked.shape or not np.array_equal(plain, marked)
-
-
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "not a Keras CSVLogger log"),
-    ("step,loss\n0,0.5\n", "not a Keras CSVLogger log"),
-    ("epoch,loss,auc\n0,0.5,0.7\n", "no metric logged for both training and validation"),
-])
-def test_unusable_training_logs_raise_one_clear_error(tmp_path, text, message):
-    log = tmp_path / "training_log.csv"
-    log.write_text(text)
-    with pytest.raises(PipelineError, match=message):
-        figures.training_curves(log, tmp_path / "curves.png")
-    assert not (tmp_path / "curves.png").exists()

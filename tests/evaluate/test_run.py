@@ -15,6 +15,7 @@ import pytest
 from conftest import REPO
 
 from dfpipe.core.errors import PipelineError, run_cli
+from dfpipe.core.files import metadata_sidecar
 from dfpipe.core.images import read_rgb
 from dfpipe.evaluate import report
 from dfpipe.evaluate import run as evaluation
@@ -202,7 +203,7 @@ def test_folder_without_split_table_and_other_rules(model_path, tmp_path):
 def test_one_class_split_without_training_log_degrades_gracefully(model_path, tmp_path):
     alone = tmp_path / "models"
     alone.mkdir()
-    for src in (model_path, modelio.sidecar_path(model_path)):
+    for src in (model_path, metadata_sidecar(model_path)):
         shutil.copy(src, alone / src.name)
     root = write_split(tmp_path / "reals", {k: v for k, v in VIDEOS.items() if v[0] == "real"})
     out = tmp_path / "out"

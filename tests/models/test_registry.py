@@ -1,26 +1,24 @@
 """Backbone registry and detector: preprocessing inside the model, weights, freezing."""
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from dfpipe.models import registry as models
 from dfpipe.core.errors import PipelineError
-from dfpipe.models.registry import (
-    BACKBONES,
-    IMAGENET_STDDEV_RGB,
+from dfpipe.models import registry as models
+from dfpipe.models.build import (
     backbone_of,
     build_backbone,
     build_classifier,
-    check_classifier,
     freeze_backbone,
-    get_backbone,
     unfreeze_top,
 )
+from dfpipe.models.registry import BACKBONES, IMAGENET_STDDEV_RGB, get_backbone
+from dfpipe.models.saving import check_classifier
 
 TINY = get_backbone("tiny")
 
@@ -33,10 +31,9 @@ def test_registry_entries_are_consistent() -> None:
         assert 0 <= spec.training.dropout < 1 and spec.training.weight_decay >= 0
         assert spec.training.schedule in models.SCHEDULES
         assert len(spec.model.mean) == len(spec.model.std) == 3
-        meta = spec.as_metadata()
-        assert set(meta) == {"name", "model_config", "train_defaults"}
-        assert "lr" not in meta["model_config"] and "mean" not in meta["train_defaults"]
-        json.dumps(meta)  # plain data, for the saved metadata
+        model_config, train_defaults = asdict(spec.model), asdict(spec.training)
+        assert "lr" not in model_config and "mean" not in train_defaults
+        json.dumps([model_config, train_defaults])  # plain data, for the saved metadata
     assert get_backbone("Xception") is BACKBONES["xception"]
     assert BACKBONES["xception"].input_size == 299 and BACKBONES["xception"].min_size == 71
     with pytest.raises(PipelineError, match="unknown backbone 'resnet'.*xception"):

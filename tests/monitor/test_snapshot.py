@@ -15,18 +15,16 @@ from rich.console import Console
 
 from dfpipe.core.errors import PipelineError
 from dfpipe.core.manifest import append_record, manifest_name, run_file_name
+from dfpipe.monitor.progress import videos_from_records
+from dfpipe.monitor.render import format_duration, render_rich, render_text
 from dfpipe.monitor.snapshot import (
-    ManifestTail,
     PreprocessSnapshot,
     TrainingSnapshot,
     WaitingSnapshot,
-    format_duration,
-    render_rich,
-    render_text,
     take_snapshot,
-    videos_from_records,
-    watch,
 )
+from dfpipe.monitor.tail import ManifestTail
+from dfpipe.monitor.watch import watch
 
 sys.path.insert(0, str(REPO))
 

@@ -197,7 +197,7 @@ def test_partly_recorded_crop_settings_are_named_in_result_log_and_predict(tmp_p
 
 
 def test_detector_is_checked_before_the_model_loads(tmp_path, monkeypatch):
-    import dfpipe.models.registry
+    import dfpipe.models.saving
 
     path = save_tiny_model(tmp_path / "r.h5", crop=crop_metadata("retinaface"))
 
@@ -208,7 +208,7 @@ def test_detector_is_checked_before_the_model_loads(tmp_path, monkeypatch):
         raise AssertionError("the model was loaded before the cheap checks")
 
     monkeypatch.setattr(facelib, "preflight", refuse)
-    monkeypatch.setattr(dfpipe.models.registry, "load_classifier", loaded)
+    monkeypatch.setattr(dfpipe.models.saving, "load_classifier", loaded)
     with pytest.raises(PipelineError, match="retinaface weights missing"):
         Analyzer.load(path)
     with pytest.raises(PipelineError, match="--out must end in .csv or .json"):

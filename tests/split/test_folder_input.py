@@ -16,9 +16,9 @@ import pytest
 from conftest import REPO, SHARED_DATA
 
 from dfpipe.core.errors import PipelineError
-from dfpipe.core.splittable import SPLIT_TABLE, load_split
+from dfpipe.core.files import SPLIT_TABLE
+from dfpipe.core.splittable import crop_settings, load_split, read_split_report
 from dfpipe.split.folder_input import UNKNOWN_NOTE, CropSettings, load_crop_folder, loader_for
-from dfpipe.train.loop import read_crop_settings
 
 DFDC = SHARED_DATA / "dfdc_faces"
 
@@ -94,7 +94,7 @@ def test_crops_folder_is_split_by_group_with_every_crop(tmp_path: Path) -> None:
     assert report["preprocess"]["margin"] is None
     assert report["videos"]["source"] == "crops_folder"
     assert report["videos"]["unknown_quality_fields"] == {"face_size": 72, "confidence": 72}
-    crop = read_crop_settings(out)
+    crop = crop_settings(read_split_report(out))
     assert crop is not None and crop["margin"] is None and crop["size"] is None
     assert crop["settings"]["note"] == UNKNOWN_NOTE
 
@@ -139,7 +139,7 @@ def test_labels_csv_in_input_is_found_and_dfdc_columns_group_by_source(tmp_path:
         assert real["group"] == fake["group"] == f"r{g:03d}"
         assert real["split"] == fake["split"]
         assert float(fake["face_size"]) == 190.0
-    crop = read_crop_settings(out)
+    crop = crop_settings(read_split_report(out))
     assert crop["margin"] == 1.0 and crop["size"] == 32 and crop["detector"] is None
     assert crop["settings"]["unknown"] == ["detector"]
 

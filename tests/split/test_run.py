@@ -524,11 +524,12 @@ def tempting_root(tmp_path: Path) -> Path:
 
 
 def test_quality_rules_of_a_split_travel_to_the_model_metadata(split_out, tmp_path):
-    from dfpipe.split.quality import rules_from_split, rules_of
+    from dfpipe.core.splittable import quality_rules, read_split_report
+    from dfpipe.split.quality import rules_of
 
     out, report = split_out
-    rules = rules_from_split(out)
+    rules = quality_rules(read_split_report(out))
     assert rules == {"min_face": 40, "min_sharpness": 20.0, "min_confidence": 0.9,
                      "max_per_video": None, "source": "split_report.json of the training split"}
     assert rules_of({"quality": rules}) == QualityRules(min_confidence=0.9)
-    assert rules_from_split(tmp_path) is None and rules_of({}) is None
+    assert quality_rules(read_split_report(tmp_path)) is None and rules_of({}) is None

@@ -1,7 +1,6 @@
 """Training end to end on a tiny generated split, and the small decisions around it."""
 
 import json
-import logging
 import math
 import os
 import subprocess
@@ -18,30 +17,23 @@ from conftest import REPO
 from split_support import write_split
 
 from dfpipe.core.errors import PipelineError
+from dfpipe.core.files import METADATA_ATTR
 from dfpipe.core.images import read_rgb
 from dfpipe.models import registry as models
+from dfpipe.models.build import backbone_of, build_backbone, build_classifier
 from dfpipe.models.registry import (
     BACKBONES,
     IMAGENET_MEAN_RGB,
     IMAGENET_STDDEV_RGB,
     Backbone,
-    backbone_of,
-    build_backbone,
-    build_classifier,
     get_backbone,
-    load_classifier,
 )
-from dfpipe.models.saving import METADATA_ATTR, load_model, save_model
-from dfpipe.scoring.operating import choose_operating_point
+from dfpipe.models.saving import load_classifier, load_model, save_model
+from dfpipe.scoring.operating import choose_operating_point, choose_threshold
 from dfpipe.train import loop as training
+from dfpipe.train.config import TrainConfig, resolve
 from dfpipe.train.inputs import read_split
-from dfpipe.train.loop import (
-    TrainConfig,
-    choose_threshold,
-    read_crop_settings,
-    resolve,
-    train,
-)
+from dfpipe.train.loop import train
 
 TINY_RUN = dict(backbone="tiny", weights="none", size=64, batch_size=4, epochs=1)
 
@@ -56,19 +48,6 @@ def test_threshold_maximises_balanced_accuracy_on_validation() -> None:
     assert (tpr, fpr) == (0.75, 0.0) and 0.62 < threshold <= 0.7
     with pytest.raises(PipelineError, match="one class"):
         choose_threshold([1, 1], [0.2, 0.3])
-
-
-def test_crop_settings_come_from_the_split_report(tmp_path: Path, caplog) -> None:
-    root = write_split(tmp_path / "split", {"train": {"real": 1, "fake": 1}}, size=16)
-    crop = read_crop_settings(root)
-    assert crop["margin"] == 1.3 and crop["size"] == 16 and crop["detector"] == "mtcnn"
-    assert crop["sampling"] == {"every": 10, "frames": 2, "faces": 1}
-    (root / "split_report.json").write_text(json.dumps({"train": {}}))
-    with caplog.at_level(logging.WARNING):
-        assert read_crop_settings(root) is None
-    assert "no 'preprocess' settings" in caplog.text
-    (root / "split_report.json").unlink()
-    assert read_crop_settings(root) is None
 
 
 def test_resolve_fills_backbone_defaults_and_scratch_has_no_head_phase() -> None:
@@ -367,7 +346,8 @@ def test_mirrored_strategy_scales_the_global_batch(tmp_path: Path) -> None:
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from dfpipe.train.loop import TrainConfig, train
+from dfpipe.train.config import TrainConfig
+from dfpipe.train.loop import train
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 cfg = TrainConfig(data={str(root)!r}, output={str(tmp_path / "m")!r}, backbone="tiny",
                   weights="none", size=32, batch_size=3, epochs=1)

@@ -16,9 +16,12 @@ from conftest import REPO
 from split_support import write_split
 
 from dfpipe.core.errors import PipelineError
-from dfpipe.models.registry import build_backbone, get_backbone, load_classifier
+from dfpipe.models.build import build_backbone
+from dfpipe.models.registry import get_backbone
+from dfpipe.models.saving import load_classifier
 from dfpipe.train import loop as training
-from dfpipe.train.loop import TrainConfig, train
+from dfpipe.train.config import TrainConfig
+from dfpipe.train.loop import train
 from dfpipe.train.resume import RESUME_DIR, RunBackup, RunState
 
 LOG_COLUMNS = ["loss", "auc", "accuracy", "val_loss", "val_auc", "val_accuracy", "lr"]

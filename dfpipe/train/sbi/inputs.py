@@ -1,7 +1,8 @@
 """Self-blended training data: every real training crop brings its own fake, made on the fly.
 
 With ``train.py --sbi`` the training set is built from units of two images. A *pair* is a
-real crop and the self-blended fake made from it (:func:`dfpipe.train.sbi.blend.self_blend`, the pair's
+real crop and the self-blended fake made from it
+(:func:`dfpipe.train.sbi.blend.self_blend`, the pair's
 real being the blend's target), labelled real and fake; both go through the same training
 augmentation draw, so the two differ only by the blend, and they always share a batch, as
 in the paper. With ``--sbi-ratio`` below 1 the split's own fake crops join, two to a unit.

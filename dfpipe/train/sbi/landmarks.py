@@ -1,6 +1,7 @@
 """Five facial keypoints for the crops self-blending needs, found once and kept.
 
-Self-blending (:mod:`dfpipe.train.sbi.blend`) draws its mask from the eyes, nose and mouth corners of a
+Self-blending (:mod:`dfpipe.train.sbi.blend`) draws its mask from the eyes, nose and mouth
+corners of a
 crop. Crops written by preprocess.py carry the face detector's keypoints in the split table
 (``landmarks`` column, crop pixels). Crops without them (an older split, a folder of crops
 from elsewhere) are run through MTCNN once; what it finds, or that it found nothing, is kept

@@ -17,6 +17,7 @@ from dfpipe.core.errors import PipelineError
 from dfpipe.core.images import read_rgb
 from dfpipe.core.splittable import load_split
 from dfpipe.train.sbi import blend as sbi
+from dfpipe.train.sbi import grid
 from dfpipe.train.sbi.inputs import make_sbi_dataset, plan, read_sbi_train, settings
 from dfpipe.train.sbi.landmarks import DEFAULT_LAYOUT, LandmarkReport, Landmarks
 
@@ -211,8 +212,9 @@ def _digest(paths) -> str:
 
 @pytest.mark.slow
 def test_train_sbi_end_to_end_on_real_crops_only(tmp_path: Path) -> None:
-    from dfpipe.models.registry import load_classifier
-    from dfpipe.train.loop import TrainConfig, train
+    from dfpipe.models.saving import load_classifier
+    from dfpipe.train.config import TrainConfig
+    from dfpipe.train.loop import train
 
     root = real_only_split(tmp_path / "split")
     val = load_split(root, "val")
@@ -240,13 +242,13 @@ def test_train_sbi_end_to_end_on_real_crops_only(tmp_path: Path) -> None:
 def test_grid_command_writes_a_png_of_real_mask_and_blend(tmp_path: Path) -> None:
     root = real_only_split(tmp_path / "split")
     png = tmp_path / "grid.png"
-    assert sbi.main(["--grid", str(png), "--data", str(root), "--rows", "3",
+    assert grid.main(["--grid", str(png), "--data", str(root), "--rows", "3",
                      "--side", "64"]) == 0
-    grid = cv2.imread(str(png))
-    assert grid.shape == (3 * 64, 4 * 64, 3)
-    mask_tiles = grid[:, 2 * 64:3 * 64]
+    picture = cv2.imread(str(png))
+    assert picture.shape == (3 * 64, 4 * 64, 3)
+    mask_tiles = picture[:, 2 * 64:3 * 64]
     assert (mask_tiles[20:] > 60).mean() > 0.3 and (mask_tiles[20:] == 0).mean() > 0.05
-    real, blended = grid[20:, :64].astype(int), grid[20:, 3 * 64:].astype(int)
+    real, blended = picture[20:, :64].astype(int), picture[20:, 3 * 64:].astype(int)
     assert np.abs(real - blended).mean() > 2
 
 
