@@ -12,6 +12,7 @@ from dfpipe.core.errors import PipelineError
 from dfpipe.models import registry as models
 from dfpipe.models.build import (
     backbone_of,
+    batchnorm_trainable,
     build_backbone,
     build_classifier,
     freeze_backbone,
@@ -83,10 +84,10 @@ def test_xception_default_recipe_is_deepfakebench_after_a_head_warm_up() -> None
 
 
 def test_batchnorm_trains_from_a_per_replica_batch_of_16_unless_frozen() -> None:
-    assert models.batchnorm_trainable(16, freeze_bn=False, pretrained=True)
-    assert not models.batchnorm_trainable(15, freeze_bn=False, pretrained=True)
-    assert not models.batchnorm_trainable(32, freeze_bn=True, pretrained=True)
-    assert models.batchnorm_trainable(4, freeze_bn=True, pretrained=False)
+    assert batchnorm_trainable(16, freeze_bn=False, pretrained=True)
+    assert not batchnorm_trainable(15, freeze_bn=False, pretrained=True)
+    assert not batchnorm_trainable(32, freeze_bn=True, pretrained=True)
+    assert batchnorm_trainable(4, freeze_bn=True, pretrained=False)
 
 
 def test_scaling_is_mean_and_std_as_data() -> None:
