@@ -20,3 +20,11 @@ def read_rgb(path: str | Path) -> np.ndarray:
     if image is None:
         raise PipelineError(f"cannot read image {path} (missing, corrupt or not an image)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """RGB pixels of JPEG bytes, decoded as :func:`dfpipe.core.images.read_rgb` decodes a file."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError("cannot decode JPEG bytes")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

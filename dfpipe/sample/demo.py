@@ -137,7 +137,7 @@ def run_demo(out: Path, plan: DemoPlan = DemoPlan(), app_check: bool = True) -> 
     start = time.monotonic()
     print("dfpipe demo: a synthetic sample that only proves the pipeline runs; real results "
           "need a real dataset.", flush=True)
-    _run([py, "-m", "dfpipe.sample.camera", dataset, "--sources", plan.sources,
+    _run([py, "-m", "dfpipe.sample.dataset", dataset, "--sources", plan.sources,
           "--seconds", plan.seconds], log)
     _run([py, "preprocess.py", "--input", dataset, "--output", pre, "--detector", "mtcnn",
           "--every", plan.every, "--size", plan.crop_size, "--workers", plan.workers,

@@ -20,100 +20,37 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from dfpipe.core.errors import PipelineError
+from dfpipe.core.images import decode_jpeg
 from dfpipe.extract import faces as facelib
-from dfpipe.extract.run import Settings
 from dfpipe.extract.video import VideoError, open_video
 from dfpipe.scoring.crops import DEFAULT_BATCH_SIZE, score_crops
 from dfpipe.scoring.operating import resolve_operating_point
 from dfpipe.scoring.verdict import (
-    BORDERLINE,
-    VERDICT_FAKE,
-    VERDICT_NO_FACE,
-    VERDICT_REAL,
     call_faces,
     frame_scores,
     judge,
 )
-from dfpipe.serve.batch import ROW_FIELDS, find_videos, predict_videos, video_row, write_rows
-from dfpipe.serve.frames import Deadline, LimitExceeded, Limits, expected_samples, feed
+from dfpipe.serve.crop_settings import (
+    recorded_detector,
+    settings_from_metadata,
+    unknown_crop_settings,
+)
+from dfpipe.serve.frames import Deadline, Limits, expected_samples, feed
 from dfpipe.split import quality
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "BORDERLINE", "ROW_FIELDS", "VERDICT_FAKE", "VERDICT_NO_FACE", "VERDICT_REAL", "Analysis",
-    "Analyzer", "LimitExceeded", "Limits", "decode_jpeg", "find_videos", "predict_videos",
-    "settings_from_metadata", "video_row", "write_rows"]
 
-FALLBACK_DETECTOR = "mtcnn"
-SETTING_KEYS = tuple(f.name for f in fields(Settings))
 
 Progress = Callable[[str, int, int], None]
 CropSink = Callable[[int, np.ndarray, bytes], None]
-
-
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """RGB pixels of JPEG bytes, decoded as :func:`dfpipe.core.images.read_rgb` decodes a file."""
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError("cannot decode JPEG bytes")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def settings_from_metadata(meta: dict[str, Any], detector: str | None = None,
-                           every: int | None = None,
-                           frames: int | None = None) -> tuple[Settings, str]:
-    """The crop settings the model was trained with, and a sentence saying where they came from.
-
-    The metadata's ``crop`` holds the preprocess settings (``crop.settings``, or the flat keys
-    ``margin``/``size``/``detector``/``sampling``); when it is null, preprocess's defaults are
-    used and the sentence says so. ``detector``/``every``/``frames`` override (and are named).
-    """
-    crop = meta.get("crop")
-    values: dict[str, Any] = {}
-    if isinstance(crop, dict):
-        for part in (crop.get("sampling"), crop, crop.get("settings")):
-            if isinstance(part, dict):
-                values.update({k: v for k, v in part.items()
-                               if k in SETTING_KEYS and v is not None})
-        source = "the model metadata (crop settings recorded by preprocess)"
-        missing = [k for k in ("margin", "size", "detector") if k not in values]
-        if missing:
-            source += f"; {', '.join(missing)} not recorded, preprocess defaults used"
-    else:
-        source = ("preprocess defaults: the model metadata records no crop settings (trained on "
-                  "a folder without a preprocess report), so crops may differ from training")
-    overrides = []
-    if detector:
-        if values.get("detector") != detector:
-            values.pop("min_confidence", None)  # the recorded one belongs to another detector
-        values["detector"] = detector
-        overrides.append(f"detector {detector}")
-    if every or frames:
-        values["every"], values["frames"] = every, frames
-        overrides.append(f"every {every}" if every else f"frames {frames}")
-    if overrides:
-        source += f"; overridden on the command line: {', '.join(overrides)}"
-    if "detector" not in values:
-        values["detector"] = FALLBACK_DETECTOR
-        source += (f"; detector not recorded: {FALLBACK_DETECTOR} (its weights ship with it, so "
-                   "it runs offline)")
-    name = values["detector"]
-    if name not in facelib.DETECTORS:
-        raise PipelineError(f"detector {name!r} is unknown: choose one of "
-                            f"{', '.join(facelib.DETECTORS)} with --detector")
-    settings = Settings(**values).resolved()
-    if settings.faces not in ("largest", "all"):
-        raise PipelineError(f"crop setting faces={settings.faces!r} is not 'largest' or 'all'")
-    return settings, source
 
 
 @dataclass
@@ -159,7 +96,7 @@ class Analyzer:
         self.model_lock = threading.Lock()
         self._local = threading.local()
         self.trained_detector = (self.settings_source.startswith("the model metadata")
-                                 and _recorded_detector(metadata))
+                                 and recorded_detector(metadata))
 
     @classmethod
     def load(cls, model_path: Path, **options: Any) -> Analyzer:
@@ -372,22 +309,6 @@ class Analyzer:
                             "rules: judged on all of them")
             return list(range(len(faces)))
         return kept
-
-
-def unknown_crop_settings(meta: dict[str, Any]) -> list[str]:
-    """Which of margin, size and detector the model's metadata leaves unrecorded."""
-    crop = meta.get("crop") if isinstance(meta.get("crop"), dict) else {}
-    inner = crop.get("settings") if isinstance(crop.get("settings"), dict) else {}
-    return [k for k in ("margin", "size", "detector")
-            if crop.get(k) is None and inner.get(k) is None]
-
-
-def _recorded_detector(meta: dict[str, Any]) -> str | None:
-    crop = meta.get("crop")
-    if not isinstance(crop, dict):
-        return None
-    inner = crop.get("settings") if isinstance(crop.get("settings"), dict) else {}
-    return crop.get("detector") or inner.get("detector")
 
 
 def _model_summary(analyzer: Analyzer) -> dict[str, Any]:

@@ -20,19 +20,14 @@ from app_support import (
 )
 
 from dfpipe.core.errors import PipelineError
-from dfpipe.core.images import read_rgb
+from dfpipe.core.images import decode_jpeg, read_rgb
 from dfpipe.extract import faces as facelib
 from dfpipe.extract.run import Settings, VideoJob, process_video
 from dfpipe.extract.video import VideoError
 from dfpipe.scoring.crops import aggregate_videos, score_crops
-from dfpipe.serve.analyzer import (
-    VERDICT_FAKE,
-    VERDICT_NO_FACE,
-    VERDICT_REAL,
-    Analyzer,
-    decode_jpeg,
-    settings_from_metadata,
-)
+from dfpipe.scoring.verdict import VERDICT_FAKE, VERDICT_NO_FACE, VERDICT_REAL
+from dfpipe.serve.analyzer import Analyzer
+from dfpipe.serve.crop_settings import settings_from_metadata
 from dfpipe.split import quality
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from dfpipe.core.errors import PipelineError
-from dfpipe.sample import camera as sample
+from dfpipe.sample import camera
+from dfpipe.sample import dataset as sample
 from dfpipe.sample import forging as fakes
 
 SIZE = (320, 240)
@@ -53,7 +54,7 @@ def labels(root: Path) -> list[dict[str, str]]:
 
 
 def test_face_photos_are_real_faces_found_by_mtcnn() -> None:
-    photos = sample.face_photos()
+    photos = camera.face_photos()
     assert [name for name, _ in photos] == ["astronaut", "grace_hopper", "camera"]
     for _, image in photos:
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
@@ -107,9 +108,9 @@ def test_same_seed_same_frames_other_seed_other_frames(dataset: tuple[Path, dict
     for row in labels(root):
         a, b = read_frames(root / row["path"]), read_frames(again / row["path"])
         assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)), row["path"]
-    name, photo = sample.face_photos()[0]
-    one = sample.write_face_video(tmp_path / "a.mp4", photo, n_frames=3, seed=5)
-    two = sample.write_face_video(tmp_path / "b.mp4", photo, n_frames=3, seed=6)
+    name, photo = camera.face_photos()[0]
+    one = camera.write_face_video(tmp_path / "a.mp4", photo, n_frames=3, seed=5)
+    two = camera.write_face_video(tmp_path / "b.mp4", photo, n_frames=3, seed=6)
     assert not np.array_equal(read_frames(one)[0], read_frames(two)[0])
 
 
@@ -141,7 +142,7 @@ def test_fake_differs_from_its_source_only_around_the_face(dataset: tuple[Path, 
 
 
 def test_manipulations_only_touch_the_masked_face() -> None:
-    photos = [image for _, image in sample.face_photos()]
+    photos = [image for _, image in camera.face_photos()]
     faces = [fakes.locate_face(image) for image in photos]
     rng = np.random.default_rng(0)
     sbi, mask = fakes.self_blend(photos[0], faces[0], rng, generated_width=40)
@@ -166,7 +167,7 @@ def test_reinhard_transfer_matches_colour_statistics_inside_mask() -> None:
 
 
 def test_blank_video_has_no_face(tmp_path: Path) -> None:
-    path = sample.write_blank_video(tmp_path / "blank.mp4", n_frames=4, size=SIZE)
+    path = camera.write_blank_video(tmp_path / "blank.mp4", n_frames=4, size=SIZE)
     frames = read_frames(path)
     assert len(frames) == 4
     assert detect(frames) == [[], [], [], []]
