@@ -14,8 +14,3 @@ def label_id(name: str) -> int:
     if key not in CLASS_NAMES:
         raise ValueError(f"unknown label {name!r}: expected one of {', '.join(CLASS_NAMES)}")
     return CLASS_NAMES.index(key)
-
-
-def label_name(index: int) -> str:
-    """Map a class index (0 or 1) back to its name."""
-    return CLASS_NAMES[int(index)]

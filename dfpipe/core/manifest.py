@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 MANIFEST_GLOB = "manifest*.jsonl"
-STATUSES = ("ok", "no_face", "error")
 
 
 def manifest_name(shard: tuple[int, int] | None = None) -> str:
@@ -84,8 +83,3 @@ def _finished(rec: dict[str, Any]) -> float:
         return float(rec.get("finished") or 0.0)
     except (TypeError, ValueError):
         return 0.0
-
-
-def done_ids(records: Iterable[dict[str, Any]]) -> set[str]:
-    """Video ids that already have a record, so a resumed run skips them."""
-    return {rec["video_id"] for rec in records}

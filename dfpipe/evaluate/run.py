@@ -27,14 +27,13 @@ from dfpipe.evaluate import figures, metrics, report
 from dfpipe.evaluate.coverage import coverage_summary, read_uncovered, with_uncovered
 from dfpipe.models.saving import load_model, read_metadata
 from dfpipe.scoring.crops import DEFAULT_BATCH_SIZE, aggregate_videos, aggregator, score_crops
-from dfpipe.scoring.operating import DEFAULT_AGGREGATE, resolve_operating_point
+from dfpipe.scoring.operating import resolve_operating_point
 from dfpipe.train.curves import training_curves
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = Path("evaluation_results")
 DEFAULT_SPLIT = "test"
-DEFAULT_RULE = DEFAULT_AGGREGATE
 
 READ_WORKERS = 4
 LEVELS: tuple[str, str] = ("frames", "videos")
@@ -59,12 +58,6 @@ class Video:
     group: str
     label: int
     members: tuple[int, ...]
-
-
-def resolve_threshold(meta: dict[str, Any], override: float | None) -> tuple[float, str]:
-    """The video decision threshold and where it came from: --threshold, else the model's."""
-    point = resolve_operating_point(meta, threshold=override)
-    return point.threshold, point.threshold_source
 
 
 def group_videos(crops: Sequence[Crop]) -> list[Video]:

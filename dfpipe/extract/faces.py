@@ -284,9 +284,3 @@ def encode_crop(crop: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     if not ok:
         raise ValueError("cannot encode crop as JPEG")
     return buf.tobytes()
-
-
-def jpeg_roundtrip(crop: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
-    """The crop exactly as a later stage would read it back from preprocess's JPEG file."""
-    bgr = cv2.imdecode(np.frombuffer(encode_crop(crop, quality), np.uint8), cv2.IMREAD_COLOR)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

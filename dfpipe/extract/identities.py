@@ -20,7 +20,7 @@ import csv
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -47,9 +47,7 @@ class LabelRow:
     @property
     def ids(self) -> list[str]:
         """The identities the group column lists (``519|515`` gives two)."""
-        if not self.group:
-            return []
-        return [_stem(p.strip()) for p in self.group.split(ID_SEPARATOR) if p.strip()]
+        return cell_identities(self.group or "")
 
 
 def read_labels_csv(path: Path, root: Path) -> dict[str, LabelRow]:
@@ -106,8 +104,26 @@ def _dfdc_entry(video: Path) -> dict | None:
     return None
 
 
-def _stem(name: str) -> str:
+def stem_of(name: str) -> str:
+    """A video's identity from its name: the file name without extension (``000.mp4`` and
+    ``000`` are one identity)."""
     return Path(name).stem if Path(name).suffix else name
+
+
+def cell_identities(text: str) -> list[str]:
+    """The identities a group cell lists (``519|515`` gives two), as sorted unique stems."""
+    return sorted({stem_of(p.strip()) for p in text.split(ID_SEPARATOR) if p.strip()})
+
+
+def merge_identities(found: Sequence[tuple[Sequence[str], str]]) -> tuple[list[str], str]:
+    """Every identity found and the rules that found them, in :data:`RULES` order and
+    ``+``-joined; ``self`` only when no other rule found anything."""
+    ids = sorted({str(i) for group, _ in found for i in group})
+    rules = {r for _, rule in found for r in rule.split("+") if r}
+    ordered = [r for r in RULES if r in rules] + sorted(rules - set(RULES))
+    if len(ordered) > 1 and SELF_RULE in ordered:
+        ordered.remove(SELF_RULE)
+    return ids, "+".join(ordered)
 
 
 def name_identities(stem: str, label: str) -> tuple[list[str], str | None]:
@@ -127,30 +143,18 @@ def name_identities(stem: str, label: str) -> tuple[list[str], str | None]:
 def find_identities(video: Path, label: str, labels: Mapping[str, LabelRow] | None = None,
                     rel: str | None = None) -> tuple[list[str], str]:
     """Every identity a video involves and the rules that found them (``+``-joined)."""
-    ids: list[str] = []
-    rules: list[str] = []
+    stem = Path(video).stem
+    found: list[tuple[Sequence[str], str]] = []
     row = labels.get(rel) if labels and rel is not None else None
     if row is not None and row.ids:
-        ids += row.ids
-        rules.append("labels_csv")
+        found.append((row.ids, "labels_csv"))
     entry = _dfdc_entry(Path(video))
     if entry is not None and entry.get("original"):
-        ids += [Path(video).stem, _stem(entry["original"])]
-        rules.append("dfdc_metadata")
-    named, rule = name_identities(Path(video).stem, label)
+        found.append(([stem, stem_of(entry["original"])], "dfdc_metadata"))
+    named, rule = name_identities(stem, label)
     if rule:
-        ids += named
-        rules.append(rule)
-    if not ids:
-        return [Path(video).stem], SELF_RULE
-    return sorted(set(ids)), "+".join(rules)
-
-
-def find_group(video: Path, label: str, labels: Mapping[str, LabelRow] | None = None,
-               rel: str | None = None) -> tuple[str, str]:
-    """``(group, rule)`` of a video on its own: its smallest identity (before joining)."""
-    ids, rule = find_identities(video, label, labels, rel)
-    return ids[0], rule
+        found.append((named, rule))
+    return merge_identities(found or [([stem], SELF_RULE)])
 
 
 def is_ungrouped_fake(label: str, rule: str) -> bool:

@@ -29,10 +29,11 @@ from dfpipe.core.labels import CLASS_NAMES, IMAGE_EXTENSIONS
 from dfpipe.core.manifest import manifest_paths
 from dfpipe.extract.identities import (
     GROUP_COLUMNS,
-    ID_SEPARATOR,
     SELF_RULE,
+    cell_identities,
     connect,
     is_ungrouped_fake,
+    stem_of,
 )
 from dfpipe.split.manifest_input import VideoRecord
 from dfpipe.split.quality import FaceCrop
@@ -111,8 +112,6 @@ def loader_for(root: Path, labels: Path | None, group_column: str | None = None,
     return make_loader(labels, group_column, CropSettings(margin=margin, size=size))
 
 
-def _stem(name: str) -> str:
-    return Path(name).stem if Path(name).suffix else name
 
 
 def _columns(fields: list[str], labels: Path, group_column: str | None) -> tuple[str | None,
@@ -173,8 +172,9 @@ def read_rows(labels: Path, group_column: str | None = None) -> list[dict[str, A
                 known = [s for s in sizes if not math.isnan(s)]
                 rows.append({
                     "path": path, "label": label,
-                    "group": _ids((row.get(group_col) or "") if group_col else ""),
-                    "video": _stem((row.get(video_col) or "").strip()) if video_col else "",
+                    "group": tuple(cell_identities(row.get(group_col) or "" if group_col
+                                                   else "")),
+                    "video": stem_of((row.get(video_col) or "").strip()) if video_col else "",
                     "frame": _number(row.get("frame"), "frame", where),
                     "face_size": max(known) if known else math.nan,
                     "confidence": _number(row.get("confidence"), "confidence", where)})
@@ -183,11 +183,6 @@ def read_rows(labels: Path, group_column: str | None = None) -> list[dict[str, A
     if not rows:
         raise PipelineError(f"{labels} lists no crops")
     return rows
-
-
-def _ids(text: str) -> tuple[str, ...]:
-    """The identities a group cell lists (``519|515`` gives two), as file stems."""
-    return tuple(sorted({_stem(p.strip()) for p in text.split(ID_SEPARATOR) if p.strip()}))
 
 
 def _video_id(row: dict[str, Any]) -> str:

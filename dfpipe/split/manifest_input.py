@@ -20,11 +20,11 @@ from dfpipe.core.errors import PipelineError
 from dfpipe.core.labels import CLASS_NAMES, label_id
 from dfpipe.core.manifest import manifest_paths, read_manifests
 from dfpipe.extract.identities import (
-    RULES,
     SELF_RULE,
     LabelRow,
     connect,
     is_ungrouped_fake,
+    merge_identities,
     name_identities,
 )
 from dfpipe.split.quality import FaceCrop
@@ -49,23 +49,18 @@ class VideoRecord:
 def record_identities(rec: dict[str, Any], labels: dict[str, LabelRow] | None = None
                       ) -> tuple[list[str], str]:
     """Identities of a manifest record (its own, a labels CSV's, its name's) and the rules."""
-    ids = {str(i) for i in rec.get("identities") or []}
-    ids.add(str(rec.get("group") or rec["video_id"]))
-    rules = [r for r in str(rec.get("group_rule") or SELF_RULE).split("+") if r]
+    own = [str(i) for i in rec.get("identities") or []]
+    found: list[tuple[Sequence[str], str]] = [
+        ([*own, str(rec.get("group") or rec["video_id"])], str(rec.get("group_rule") or SELF_RULE))]
     relpath = str(rec.get("relpath") or "")
     row = labels.get(relpath) if labels else None
     if row is not None and row.ids:
-        ids.update(row.ids)
-        rules.append("labels_csv")
+        found.append((row.ids, "labels_csv"))
     named, rule = name_identities(Path(relpath).stem, str(rec.get("label"))) if relpath \
         else ([], None)
     if rule:
-        ids.update(named)
-        rules.append(rule)
-    rules = [r for r in RULES if r in rules] + sorted(set(rules) - set(RULES))
-    if len(rules) > 1 and SELF_RULE in rules:
-        rules.remove(SELF_RULE)
-    return sorted(ids), "+".join(rules)
+        found.append((named, rule))
+    return merge_identities(found)
 
 
 def load_crops(root: Path, labels: dict[str, LabelRow] | None = None

@@ -180,14 +180,6 @@ def test_threshold_option_overrides_the_model(model_path, split_root, tmp_path):
     assert "bootstrap    off" in (tmp_path / report.METRICS_TEXT).read_text()
 
 
-def test_threshold_falls_back_to_one_half_when_the_model_has_none():
-    assert evaluation.resolve_threshold({"threshold": 0.37, "crop_threshold": 0.3}, None) == (
-        0.37, "the model metadata (origin not recorded)")
-    value, source = evaluation.resolve_threshold({"class_names": ["real", "fake"]}, None)
-    assert value == 0.5 and "holds no threshold" in source
-    assert evaluation.resolve_threshold({"threshold": 0.37}, 0.8)[0] == 0.8
-
-
 def test_folder_without_split_table_and_other_rules(model_path, tmp_path):
     videos = {k: v for k, v in VIDEOS.items() if v[1] != "clip"}
     videos["f2"] = ("fake", "f2", VIDEOS["f2"][2])

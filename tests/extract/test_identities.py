@@ -3,14 +3,13 @@ import json
 import pytest
 
 from dfpipe.core.errors import PipelineError
-from dfpipe.extract.identities import connect, find_group, find_identities, read_labels_csv
+from dfpipe.extract.identities import connect, find_identities, read_labels_csv
 from dfpipe.extract.run import count_ungrouped_fakes, discover
 
 
 def test_ffpp_fake_involves_target_and_source(tmp_path):
     assert find_identities(tmp_path / "519_515.mp4", "fake") == (["515", "519"], "ffpp_name")
     assert find_identities(tmp_path / "519.mp4", "real") == (["519"], "self")
-    assert find_group(tmp_path / "519_515.mp4", "fake") == ("515", "ffpp_name")
 
 
 def test_celebdf_names_give_both_identities(tmp_path):
@@ -33,7 +32,7 @@ def test_dfdc_metadata_original(tmp_path):
         "bbb.mp4": {"label": "REAL", "split": "train"},
     }))
     assert find_identities(tmp_path / "aaa.mp4", "fake") == (["aaa", "bbb"], "dfdc_metadata")
-    assert find_group(tmp_path / "bbb.mp4", "real") == ("bbb", "self")
+    assert find_identities(tmp_path / "bbb.mp4", "real") == (["bbb"], "self")
 
 
 def test_dfdc_metadata_found_beside_the_symlink_target(tmp_path):
@@ -52,7 +51,7 @@ def test_labels_csv_group_may_list_several_ids(tmp_path):
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("path,label,group\nfake/x.mp4,fake,519|515.mp4\nfake/y.mp4,fake,y0\n")
     labels = read_labels_csv(csv_path, tmp_path)
-    assert labels["fake/x.mp4"].ids == ["519", "515"]
+    assert labels["fake/x.mp4"].ids == ["515", "519"]  # sorted, as every identity list is
     assert find_identities(tmp_path / "fake/x.mp4", "fake", labels, "fake/x.mp4") == (
         ["515", "519"], "labels_csv")
 
@@ -62,8 +61,8 @@ def test_labels_csv_wins_and_accepts_source_video(tmp_path):
     csv_path.write_text("path,label,source_video\nfake/x.mp4,fake,y.mp4\n")
     labels = read_labels_csv(csv_path, tmp_path)
     assert labels["fake/x.mp4"].ids == ["y"]
-    assert find_group(tmp_path / "fake/x.mp4", "fake", labels, "fake/x.mp4") == ("y",
-                                                                                 "labels_csv")
+    assert find_identities(tmp_path / "fake/x.mp4", "fake", labels, "fake/x.mp4") == (
+        ["y"], "labels_csv")
 
 
 def test_labels_csv_rejects_unknown_label(tmp_path):

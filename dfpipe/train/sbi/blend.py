@@ -92,14 +92,6 @@ def inner_face_outline(landmarks: Any) -> np.ndarray:
     return np.hstack([MEAN_OUTLINE, np.ones((len(MEAN_OUTLINE), 1))]) @ affine
 
 
-def hull_mask(shape: tuple[int, ...], landmarks: Any) -> np.ndarray:
-    """The hard (0/1 float32) convex hull of :func:`inner_face_outline`, clipped to the image."""
-    mask = np.zeros(shape[:2], np.float32)
-    hull = cv2.convexHull(np.round(inner_face_outline(landmarks)).astype(np.int32))
-    cv2.fillConvexPoly(mask, hull, 1.0)
-    return mask
-
-
 _LOCAL = threading.local()
 
 

@@ -98,7 +98,9 @@ def test_five_points_span_the_mean_face_outline_and_follow_the_face() -> None:
     moved = sbi.inner_face_outline(FIVE @ rot.T * 1.5 + 30)
     np.testing.assert_allclose(moved, sbi.inner_face_outline(FIVE) @ rot.T * 1.5 + 30,
                                atol=1e-6)
-    hull = sbi.hull_mask((SIDE, SIDE), FIVE)
+    hull = np.zeros((SIDE, SIDE), np.float32)
+    outline = np.round(sbi.inner_face_outline(FIVE)).astype(np.int32)
+    cv2.fillConvexPoly(hull, cv2.convexHull(outline), 1.0)
     mouth_y = FIVE[3:, 1].mean()
     eye_dist = FIVE[1, 0] - FIVE[0, 0]
     assert hull[int(mouth_y + 0.4 * eye_dist), SIDE // 2] == 1.0, "chin below the mouth"
