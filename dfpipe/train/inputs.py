@@ -111,24 +111,35 @@ def seed_transforms(transform: Any, seed: int) -> None:
     transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
-class _Loader:
-    """Decode (and, for training, augment) one crop; called from tf.data worker threads."""
+class CropLoader:
+    """Decode a crop, bring it to the feed size and (training) augment it: the one path every
+    training input takes. Called from tf.data worker threads, each keeping its own augmenter."""
 
     def __init__(self, size: int, augment: bool) -> None:
         self.size = size
         self.augment = augment
         self._local = threading.local()
 
-    def __call__(self, path: bytes, seed: Any) -> np.ndarray:
-        image = read_rgb(path.decode("utf-8"))
-        if image.shape[:2] != (self.size, self.size):
+    def read(self, path: bytes | str) -> tuple[np.ndarray, int, int]:
+        """The crop at the feed size, and its width and height as stored."""
+        image = read_rgb(path.decode("utf-8") if isinstance(path, bytes) else path)
+        h, w = image.shape[:2]
+        if (h, w) != (self.size, self.size):
             image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
-        if self.augment:
-            aug = getattr(self._local, "augmenter", None)
-            if aug is None:
-                aug = self._local.augmenter = build_augmenter()
-            seed_transforms(aug, int(seed) % SEED_RANGE)
-            image = aug(image=image)["image"]
+        return image, w, h
+
+    def augment_image(self, image: np.ndarray, seed: int) -> np.ndarray:
+        """The training augmentation drawn from ``seed`` (the image itself when off)."""
+        if not self.augment:
+            return image
+        aug = getattr(self._local, "augmenter", None)
+        if aug is None:
+            aug = self._local.augmenter = build_augmenter()
+        seed_transforms(aug, seed)
+        return aug(image=image)["image"]
+
+    def __call__(self, path: bytes, seed: Any) -> np.ndarray:
+        image = self.augment_image(self.read(path)[0], int(seed) % SEED_RANGE)
         return np.ascontiguousarray(image, dtype=np.uint8)
 
 
@@ -208,7 +219,7 @@ def make_dataset(crops: Sequence[Crop], size: int, batch_size: int, training: bo
         seeds = np.zeros(len(chosen), dtype=np.int64)
     paths = np.array([str(c.path) for c in chosen])
     labels = np.array([c.label for c in chosen], dtype=np.float32)
-    loader = _Loader(size, augment=training and augment)
+    loader = CropLoader(size, augment=training and augment)
 
     def load(path: Any, label: Any, item_seed: Any) -> Any:
         image = tf.numpy_function(loader, [path, item_seed], tf.uint8, stateful=False)

@@ -19,20 +19,17 @@ same fakes. Validation data never passes through here.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from dfpipe.core.errors import PipelineError
-from dfpipe.core.images import read_rgb
 from dfpipe.core.labels import FAKE, REAL
 from dfpipe.core.splittable import Crop, load_split
-from dfpipe.train.inputs import SEED_RANGE, build_augmenter, draw_per_video, seed_transforms
+from dfpipe.train.inputs import SEED_RANGE, CropLoader, draw_per_video
 from dfpipe.train.sbi.blend import BLEND_RATIOS, self_blend
 from dfpipe.train.sbi.landmarks import LandmarkReport, Landmarks, cache_location, resolve_landmarks
 
@@ -101,42 +98,25 @@ def settings(sbi_plan: SBIPlan, report: LandmarkReport) -> dict[str, Any]:
     }
 
 
-class _UnitLoader:
+class _UnitLoader(CropLoader):
     """Decode one unit to two images; called from tf.data worker threads."""
 
     def __init__(self, size: int, augment: bool, landmarks: Landmarks) -> None:
-        self.size = size
-        self.augment = augment
+        super().__init__(size, augment)
         self.landmarks = landmarks
-        self._local = threading.local()
-
-    def _read(self, path: bytes) -> tuple[np.ndarray, int, int]:
-        image = read_rgb(path.decode("utf-8"))
-        h, w = image.shape[:2]
-        if (h, w) != (self.size, self.size):
-            image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
-        return image, w, h
-
-    def _augment(self, image: np.ndarray, seed: int) -> np.ndarray:
-        if not self.augment:
-            return image
-        aug = getattr(self._local, "augmenter", None)
-        if aug is None:
-            aug = self._local.augmenter = build_augmenter()
-        seed_transforms(aug, seed)
-        return aug(image=image)["image"]
 
     def __call__(self, kind: Any, path_a: bytes, path_b: bytes, index: Any,
                  seed: Any) -> np.ndarray:
         seed = int(seed) % SEED_RANGE
         if int(kind) == PAIR:
-            image, w, h = self._read(path_a)
+            image, w, h = self.read(path_a)
             points = self.landmarks.in_pixels(int(index), w, h)
             points = points * np.array([self.size / w, self.size / h], np.float32)
             made = self_blend(image, points, np.random.default_rng(seed))
-            images = [self._augment(made.target, seed + 1), self._augment(made.blended, seed + 1)]
+            images = [self.augment_image(made.target, seed + 1),
+                      self.augment_image(made.blended, seed + 1)]
         else:
-            images = [self._augment(self._read(p)[0], seed + k)
+            images = [self.augment_image(self.read(p)[0], seed + k)
                       for k, p in enumerate((path_a, path_b), 1)]
         return np.ascontiguousarray(np.stack(images), dtype=np.uint8)
 
