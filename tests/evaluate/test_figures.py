@@ -27,7 +27,7 @@ def levels() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 40)
     s = np.clip(rng.normal(0.3 + 0.4 * y, 0.15), 0, 1)
-    return {"frames": (y, s), "videos": (y[::8], s.reshape(10, 8).mean(axis=1))}
+    return {"crops": (y, s), "videos": (y[::8], s.reshape(10, 8).mean(axis=1))}
 
 
 def test_confusion_matrices_in_counts_and_percent(tmp_path):
@@ -51,7 +51,7 @@ def test_roc_pr_histograms_and_reliability(tmp_path, levels):
 
 def test_histograms_and_reliability_work_with_one_class(tmp_path):
     y, s = np.zeros(6, dtype=int), np.linspace(0.1, 0.6, 6)
-    one = {"frames": (y, s), "videos": (y[:2], s[:2])}
+    one = {"crops": (y, s), "videos": (y[:2], s[:2])}
     assert_png(figures.score_histograms(one, 0.5, tmp_path / "hist.png"))
     cal = {k: metrics.calibration(yy, ss) for k, (yy, ss) in one.items()}
     assert_png(figures.reliability_diagram(cal, tmp_path / "rel.png"))

@@ -23,7 +23,7 @@ def test_demo_end_to_end(tmp_path):
     assert meta["class_names"] == ["real", "fake"]
     assert meta["crop"]["detector"] == "mtcnn" and meta["crop"]["size"] == QUICK.crop_size
     results = out / "evaluation_results"
-    for name in ("metrics.json", "metrics_report.txt", "predictions_frames.csv",
+    for name in ("metrics.json", "metrics_report.txt", "predictions_crops.csv",
                  "predictions_videos.csv"):
         assert (results / name).is_file()
     pngs = list(results.glob("*.png"))

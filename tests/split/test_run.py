@@ -18,18 +18,13 @@ from conftest import REPO
 
 from dfpipe.core.errors import PipelineError
 from dfpipe.core.manifest import append_record
-from dfpipe.core.splittable import load_split
+from dfpipe.core.splittable import SPLIT_NAMES, load_split
+from dfpipe.split.assign import assign_groups, group_sizes, read_protocol
+from dfpipe.split.checks import check_no_leak
+from dfpipe.split.manifest_input import load_crops
 from dfpipe.split.quality import QualityRules
-from dfpipe.split.run import (
-    COLUMNS,
-    SPLIT_NAMES,
-    assign_groups,
-    check_no_leak,
-    group_sizes,
-    load_crops,
-    read_protocol,
-    run_split,
-)
+from dfpipe.split.run import run_split
+from dfpipe.split.write import COLUMNS
 
 SHARED = REPO.parent / "shared" / "data"
 CROP_SIDE = 24
