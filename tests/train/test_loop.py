@@ -115,12 +115,17 @@ def test_weights_path_and_two_phases(tmp_path: Path) -> None:
     build_backbone(get_backbone("tiny"), 64, None).save_weights(weights)
     out = tmp_path / "models"
     cfg = TrainConfig(data=root, output=out, backbone="tiny", weights=str(weights), size=64,
-                      batch_size=4, head_epochs=1, epochs=1, precision="float32",
-                      balance="sampling")
+                      batch_size=4, head_epochs=1, epochs=1, lr=1e-3, fine_tune_lr=1e-4,
+                      schedule="plateau", precision="float32", balance="sampling")
     result = train(cfg, verbose=0)
     log = pd.read_csv(out / "training_log.csv")
     assert list(log["epoch"]) == [0, 1]
-    assert log["lr"].tolist() == pytest.approx([1e-3, 1e-3])
+    # each phase ran once, at its own rate: the head's, then fine-tuning's
+    assert log["lr"].tolist() == pytest.approx([1e-3, 1e-4])
+    phases = result.metadata["training"]["phases"]
+    assert [(p["name"], p["first_epoch"], p["epochs_run"], p["lr"]) for p in phases] == [
+        ("head", 0, 1, 1e-3), ("fine_tune", 1, 1, 1e-4)]
+    assert result.metadata["phase_boundary"] == 1
     assert result.metadata["config"]["weights"] == str(weights)
     assert result.metadata["training"]["precision"] == "float32"
     assert result.epochs_run == 2
