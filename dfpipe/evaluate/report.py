@@ -9,11 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dfpipe.core.atomic import write_text_atomic
 from dfpipe.core.labels import CLASS_NAMES
 from dfpipe.evaluate.metrics import METRIC_NAMES
 
@@ -35,19 +35,9 @@ METRIC_LABELS = {
 }
 
 
-def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def write_json(path: Path, data: Mapping[str, Any]) -> Path:
     """metrics.json: strict JSON (an undefined value is null, never NaN)."""
-    return write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    return write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Path:
@@ -56,7 +46,7 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, An
     writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return write_text(path, buf.getvalue())
+    return write_text_atomic(path, buf.getvalue())
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -149,5 +139,5 @@ def write_report(output: Path, result: Mapping[str, Any],
         write_csv(output / CROPS_CSV, CROP_COLUMNS, crop_rows),
         write_csv(output / VIDEOS_CSV, VIDEO_COLUMNS, video_rows),
         write_json(output / METRICS_JSON, result),
-        write_text(output / METRICS_TEXT, render_text(result)),
+        write_text_atomic(output / METRICS_TEXT, render_text(result)),
     ]
