@@ -1,4 +1,4 @@
-"""The classifier takes raw RGB, scales inside, keeps a float32 output, freezes as the recipe says."""
+"""The classifier takes raw RGB, scales inside, has a float32 output, freezes as the recipe says."""
 
 from dataclasses import replace
 

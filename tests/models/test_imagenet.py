@@ -1,4 +1,4 @@
-"""Backbone weights from a local file or ImageNet: loaded into the same layers, or one clear line."""
+"""Backbone weights from a local file or ImageNet: loaded into the same layers, or one line."""
 
 from pathlib import Path
 
