@@ -20,11 +20,12 @@ import os
 import sys
 from pathlib import Path
 
-from dfpipe.core.errors import PipelineError, run_cli
+from dfpipe.core.errors import PipelineError, add_debug_option, run_cli
 from dfpipe.extract.faces import DETECTORS
 from dfpipe.scoring import crops as scoring
 from dfpipe.serve.frames import DEFAULT_MAX_PIXELS, Limits
 from dfpipe.serve.web.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_THREADS, WebConfig
+from dfpipe.serve.web.preflight import check_all
 
 COMMANDS = ("serve", "predict")
 TOKEN_ENV = "DFPIPE_API_TOKEN"
@@ -56,6 +57,7 @@ def _analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-faces", type=int, default=defaults.max_faces,
                    help="face crops scored per video; beyond that the video is judged on the "
                         "first N crops and the result says so")
+    add_debug_option(p)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -103,6 +105,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             "the upload is stored")
     serve.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                        help="waitress threads answering HTTP requests")
+    serve.add_argument("--connection-limit", type=int, default=defaults.connection_limit,
+                       help="open connections waitress keeps at once (a slow or half-sent "
+                            "request holds one socket, not a thread); beyond that new ones "
+                            "wait in the listen backlog")
+    serve.add_argument("--channel-timeout", type=int, default=defaults.channel_timeout_s,
+                       help="seconds a connection may stay silent (mid-request included) "
+                            "before it is closed")
     serve.add_argument("--no-gradcam", action="store_true",
                        help="do not draw Grad-CAM heatmaps (verdicts are unchanged)")
     serve.add_argument("--token", default=None,
@@ -149,20 +158,28 @@ def serve(args: argparse.Namespace) -> int:
             "keep_days": args.keep_days, "host": args.host,
             "allowed_hosts": args.allowed_host,
             "workers": args.workers, "queue_size": args.queue_size,
-            "gradcam": not args.no_gradcam,
+            "gradcam": not args.no_gradcam, "connection_limit": args.connection_limit,
+            "channel_timeout_s": args.channel_timeout,
             "api_token": args.token or os.environ.get(TOKEN_ENV) or None})
     except ValueError as exc:
         raise PipelineError(str(exc)) from None
+    check_all(args.host, args.port, config.instance, config.connection_limit)
     InstanceLock(config.instance.resolve()).release()  # refuse before loading the model
     app = create_app(config, _analyzer(args))
     model = app.extensions["dfpipe"].analyzer.describe()
     print(f"model {model['name']} ({model['backbone']}), threshold {model['threshold']:.4f}, "
           f"faces by {model['detector']}; {model['crop_source']}")
-    print(f"serving on http://{args.host}:{args.port}/ (results in {args.instance}; "
-          f"API token {'required' if config.api_token else 'off'}); Ctrl+C stops")
     try:
-        waitress.serve(app, host=args.host, port=args.port, threads=args.threads,
-                       **server_options(config))
+        try:
+            server = waitress.create_server(app, host=args.host, port=args.port,
+                                            threads=args.threads, **server_options(config))
+        except OSError as exc:  # taken between the check and now
+            raise PipelineError(f"cannot listen on {args.host}:{args.port} "
+                                f"({exc.strerror or exc}): choose another --port") from None
+        print(f"serving on http://{args.host}:{args.port}/ (results in {args.instance}; "
+              f"API token {'required' if config.api_token else 'off'}); Ctrl+C stops",
+              flush=True)
+        server.run()
     finally:
         app.extensions["dfpipe"].shutdown()
     return 0

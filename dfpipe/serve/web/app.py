@@ -118,8 +118,13 @@ def _start(cfg: WebConfig, analyzer: Analyzer,
 
 
 def server_options(cfg: WebConfig) -> dict[str, Any]:
-    """waitress settings that go with the app: its body limit follows ``max_upload_mb``."""
-    return {"max_request_body_size": cfg.max_body_bytes}
+    """waitress settings that go with the app: its body limit follows ``max_upload_mb``; poll()
+    instead of select(), which cannot watch descriptors above 1023 (``connection_limit``)."""
+    return {"max_request_body_size": cfg.max_body_bytes,
+            "connection_limit": cfg.connection_limit,
+            "channel_timeout": cfg.channel_timeout_s,
+            "cleanup_interval": max(1, min(30, cfg.channel_timeout_s // 2)),
+            "asyncore_use_poll": True}
 
 
 def _register_errors(app: Flask, cfg: WebConfig) -> None:

@@ -327,11 +327,24 @@ def test_page_is_self_contained_and_locked_down(make_app):
     assert client.get("/static/app.js").status_code == 200
 
 
-def test_started_as_documented_it_serves_with_waitress(monkeypatch, model_file, tmp_path):
+def recorded_servers(monkeypatch) -> list:
+    """Replace waitress.create_server by a recorder whose server returns from run() at once."""
+    import types
+
     import waitress
 
-    calls = []
-    monkeypatch.setattr(waitress, "serve", lambda app, **kw: calls.append((app, kw)))
+    calls: list = []
+
+    def create_server(app, **kw):
+        calls.append((app, kw))
+        return types.SimpleNamespace(run=lambda: None)
+
+    monkeypatch.setattr(waitress, "create_server", create_server)
+    return calls
+
+
+def test_started_as_documented_it_serves_with_waitress(monkeypatch, model_file, tmp_path):
+    calls = recorded_servers(monkeypatch)
     monkeypatch.setenv("DFPIPE_API_TOKEN", "from-env")
     script = app_script()
     assert script.main(["--model", str(model_file), "--instance", str(tmp_path / "inst"),
@@ -342,6 +355,8 @@ def test_started_as_documented_it_serves_with_waitress(monkeypatch, model_file, 
         limit = 200 * 1024 * 1024
         assert app.debug is False and app.config["MAX_CONTENT_LENGTH"] == limit + 64 * 1024
         assert kwargs["max_request_body_size"] == limit + 1024 * 1024
+        assert kwargs["connection_limit"] == 1000 and kwargs["channel_timeout"] == 30
+        assert kwargs["asyncore_use_poll"] is True
         assert app.extensions["dfpipe"].config.api_token == "from-env"
     finally:
         app.extensions["dfpipe"].shutdown()
@@ -442,12 +457,12 @@ def _serve_as_documented(monkeypatch, model_file, instance, *args):
     loopback port, running in a thread."""
     import waitress
 
-    calls = []
-    monkeypatch.setattr(waitress, "serve", lambda app, **kw: calls.append((app, kw)))
+    real_create_server = waitress.create_server
+    calls = recorded_servers(monkeypatch)
     app_script().main(["--model", str(model_file), "--instance", str(instance), *args])
     (app, kwargs), = calls
     kwargs.update(host="127.0.0.1", port=0, threads=2)
-    server = waitress.create_server(app, **kwargs)
+    server = real_create_server(app, **kwargs)
 
     def run():
         try:
