@@ -18,6 +18,8 @@ DEBUG_FLAG = "--debug"
 USAGE = 2
 FAILED = 1
 INTERRUPTED = 130
+# a path that is missing, of the wrong kind or not readable: the command line is what to fix
+PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
 class PipelineError(Exception):
@@ -43,6 +45,8 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename is not None:
         reason = exc.strerror or str(exc).splitlines()[0]
         return f"cannot use {exc.filename}: {reason}"
+    if isinstance(exc, PermissionError):
+        return f"permission denied ({str(exc).splitlines()[0]}): fix the file's permissions"
     first = next((line for line in str(exc).splitlines() if line.strip()), "")
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
@@ -72,5 +76,6 @@ def run_cli(main: Callable[[], int | None]) -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
         if debug:
             traceback.print_exc()
-        fail(f"{describe(exc)} (run again with {DEBUG_FLAG} for the traceback)", FAILED)
+        code = USAGE if isinstance(exc, PATH_ERRORS) else FAILED
+        fail(f"{describe(exc)} (run again with {DEBUG_FLAG} for the traceback)", code)
     sys.exit(code or 0)
