@@ -191,6 +191,9 @@ def predict(args: argparse.Namespace) -> int:
     videos = find_videos(args.inputs)
     if args.out.suffix.lower() not in (".csv", ".json"):
         raise PipelineError(f"--out must end in .csv or .json, not {args.out.name}")
+    if args.out.is_dir():
+        raise PipelineError(f"--out {args.out} is a folder: give a file name ending in .csv "
+                            "or .json")
     limits = _limits(args)
     analyzer = _analyzer(args)
     if analyzer.crop_unknown:

@@ -4,6 +4,7 @@ never a traceback; ``--debug`` shows the traceback."""
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import socket
@@ -162,3 +163,12 @@ def test_unreadable_model_is_one_line(bad):
         assert_one_error_line(result, USAGE, "locked.h5", "ermission")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_predict_gives_a_text_file_named_mp4_an_error_row(bad, tmp_path):
+    out = tmp_path / "r.csv"
+    result = run([script("app.py"), "predict", str(bad / "videos"), "--model",
+                  str(bad / "good.h5"), "--out", str(out)])
+    assert result.returncode == 0 and "Traceback" not in result.stdout + result.stderr
+    row, = csv.DictReader(open(out, newline=""))
+    assert row["path"].endswith("clip.mp4") and row["status"] == "error" and row["error"]
