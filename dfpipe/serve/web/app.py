@@ -16,6 +16,7 @@ from dfpipe.serve.web import guard, retention
 from dfpipe.serve.web.config import WebConfig
 from dfpipe.serve.web.instancelock import InstanceLock
 from dfpipe.serve.web.jobs import JobPool, JobRunner
+from dfpipe.serve.web.records import read_records
 from dfpipe.serve.web.routes import JobIdConverter, bp
 from dfpipe.serve.web.store import JobStore
 
@@ -96,17 +97,23 @@ def create_app(config: WebConfig | dict[str, Any] | None = None,
 
 def _start(cfg: WebConfig, analyzer: Analyzer,
            instance: Path) -> tuple[JobStore, JobRunner, JobPool, Path]:
-    """Clean up after a previous process, apply retention, start the workers."""
+    """Clean up after a previous process, apply retention, start the workers. A rebuilt store
+    gets its jobs back from their folders and no orphan sweep (it would delete them all)."""
     uploads = instance / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
     for leftover in uploads.glob("*.upload"):
         leftover.unlink(missing_ok=True)
     store = JobStore(instance / "jobs.sqlite3")
+    artifacts = instance / "jobs"
+    if store.rebuilt:  # new, empty or corrupt: the job folders are the truth, none is deleted
+        restored = sum(store.restore(job) for job in read_records(artifacts))
+        if restored:
+            log.info("restored %d job(s) into the new store from their folders", restored)
     closed = store.close_unfinished()
     if closed:
         log.info("closed %d job(s) left unfinished by a previous run", closed)
-    artifacts = instance / "jobs"
-    retention.sweep_orphans(store, artifacts)
+    if not store.rebuilt:
+        retention.sweep_orphans(store, artifacts)
     retention.enforce(store, artifacts, cfg.keep_jobs, cfg.keep_days)
     runner = JobRunner(analyzer, store, artifacts, cfg.gradcam, cfg.gradcam_batch, cfg.limits)
     runner.after_job = lambda: retention.enforce(store, artifacts, cfg.keep_jobs,

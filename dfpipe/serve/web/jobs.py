@@ -23,6 +23,7 @@ from dfpipe.core.images import read_rgb
 from dfpipe.extract.video import VideoError
 from dfpipe.serve.analyzer import Analyzer
 from dfpipe.serve.frames import Limits
+from dfpipe.serve.web.records import write_record
 from dfpipe.serve.web.redact import names_only
 from dfpipe.serve.web.store import JobStore
 
@@ -175,6 +176,11 @@ class JobRunner:
         except (VideoError, PipelineError) as exc:
             self._fail(job_id, f"the video could not be analysed: {exc}")
             return
+        except OSError as exc:  # writing the face crops: a full disk, most likely
+            log.error("job %s: cannot write its files: %s", job_id, exc)
+            self._fail(job_id, f"the server could not store this job's files "
+                               f"({exc.strerror or exc}); its disk may be full: try later")
+            return
         except Exception as exc:  # noqa: BLE001 - the server must keep serving
             log.exception("job %s: analysis failed", job_id)
             self._fail(job_id, f"internal error while analysing ({type(exc).__name__}); "
@@ -193,8 +199,21 @@ class JobRunner:
                      verdict_at=now, message=result["message"],
                      **({"stage": "heatmaps", "done": 0, "total": len(result["faces"])} if draw
                         else {"status": "done", "stage": "done", "finished": now}))
+        try:
+            self._record(job_id)
+        except OSError as exc:
+            log.error("job %s: cannot write %s: %s", job_id, "result.json", exc)
+            self._fail(job_id, f"the result could not be saved ({exc.strerror or exc}); the "
+                               "server's disk may be full: try later")
+            return
         if draw:
             self._heat_queue.put(job_id)
+
+    def _record(self, job_id: str) -> None:
+        """Keep the job's row in its folder, so the store can be rebuilt from the folders."""
+        job = self.store.get(job_id)
+        if job is not None:
+            write_record(self.job_dir(job_id), job)
 
     def _fail(self, job_id: str, message: str) -> None:
         self.store.update(job_id, status="error", stage="error", message=names_only(message),
@@ -217,6 +236,10 @@ class JobRunner:
             except Exception:  # noqa: BLE001 - the thread must survive any job
                 log.exception("job %s: heatmaps failed", job_id)
                 self.store.update(job_id, status="done", stage="done", finished=time.time())
+            try:
+                self._record(job_id)
+            except OSError as exc:  # the verdict's record stays; only the heatmaps' is lost
+                log.error("job %s: cannot update its record: %s", job_id, exc)
             self._after()
 
     def _heatmaps(self, job_id: str, folder: Path, result: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,150 @@
+"""The job store's robustness: each finished job keeps its record in its own folder, a corrupt
+store is moved aside and rebuilt from the folders, and a store that looks empty never causes a
+job folder to be deleted. A stand-in analyzer keeps these fast; the upload is a real video."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from app_support import wait_for
+from conftest import write_numbered_video
+
+from dfpipe.serve.web import create_app
+from dfpipe.serve.web.records import RECORD
+
+JOB_A = "a" * 32
+
+
+class StandIn:
+    """What the web app needs of an Analyzer: a verdict per video, one face when asked."""
+
+    def __init__(self, faces: int = 1) -> None:
+        self.faces = faces
+        self.model_lock = threading.Lock()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": "stand-in.h5"}
+
+    def warm_up(self) -> None:
+        pass
+
+    def analyze(self, path: Path, progress=None, save_crop=None, limits=None) -> Any:
+        faces = []
+        for index in range(self.faces):
+            save_crop(index, None, b"\xff\xd8 a jpeg")
+            faces.append({"index": index, "call": "fake", "score": 0.9})
+        verdict = "FAKE" if faces else "NO FACE FOUND"
+        result = {"video": {"name": path.name}, "timing": {}, "faces": faces,
+                  "verdict": verdict, "score": 0.9 if faces else None, "message": verdict}
+        return types.SimpleNamespace(result=result)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return write_numbered_video(tmp_path_factory.mktemp("media") / "clip.mp4", 9)
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    apps = []
+
+    def make(faces: int = 1):
+        app = create_app({"instance": tmp_path / "instance", "warm_up": False,
+                          "gradcam": False}, StandIn(faces))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["dfpipe"].shutdown()
+
+
+def run_job(app, video: Path) -> dict[str, Any]:
+    client = app.test_client()
+    data = {"video": (io.BytesIO(video.read_bytes()), "clip.mp4")}
+    answer = client.post("/api/analyze", data=data, content_type="multipart/form-data")
+    assert answer.status_code == 202, answer.get_json()
+    job_id = answer.get_json()["job_id"]
+    return wait_for(lambda: (lambda j: j if j["status"] in ("done", "error") else None)(
+        client.get(f"/api/jobs/{job_id}").get_json()))
+
+
+def result_of(app, job_id: str) -> dict[str, Any] | None:
+    return app.test_client().get(f"/api/jobs/{job_id}/result").get_json().get("result")
+
+
+def test_a_finished_job_keeps_its_record_in_its_own_folder(make_app, video, tmp_path):
+    app = make_app()
+    job = run_job(app, video)
+    folder = tmp_path / "instance" / "jobs" / job["id"]
+    assert sorted(p.name for p in folder.iterdir()) == ["face_0000.jpg", RECORD]
+    record = json.loads((folder / RECORD).read_text())["job"]
+    stored = app.extensions["dfpipe"].store.get(job["id"])
+    assert record == stored and record["status"] == "done" and record["verdict"] == "FAKE"
+
+
+def test_a_no_face_job_leaves_no_empty_folder(make_app, video, tmp_path):
+    job = run_job(make_app(faces=0), video)
+    assert job["verdict"] == "NO FACE FOUND"
+    folder = tmp_path / "instance" / "jobs" / job["id"]
+    assert [p.name for p in folder.iterdir()] == [RECORD]
+
+
+@pytest.mark.parametrize("damage", ["not-sqlite", "damaged-pages"])
+def test_a_corrupt_store_is_moved_aside_and_rebuilt_from_the_folders(make_app, video, tmp_path,
+                                                                    caplog, damage):
+    first = make_app()
+    job = run_job(first, video)
+    before = result_of(first, job["id"])
+    first.extensions["dfpipe"].shutdown()
+    instance = tmp_path / "instance"
+    store = instance / "jobs.sqlite3"
+    if damage == "not-sqlite":
+        store.write_bytes(b"this is not a database" * 100)
+    else:  # a sound header, then the schema page overwritten
+        store.write_bytes(store.read_bytes()[:100] + b"\x07" * (store.stat().st_size - 100))
+    for side in ("-wal", "-shm"):
+        (instance / f"jobs.sqlite3{side}").write_bytes(b"junk")
+    with caplog.at_level(logging.WARNING):
+        second = make_app()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "moved aside" in warnings[0] and "\n" not in warnings[0]
+    aside = sorted(p.name for p in instance.glob("jobs.sqlite3.corrupt-*"))
+    assert aside[0].endswith(tuple("0123456789"))  # the store itself
+    if damage == "not-sqlite":  # SQLite never opened it, so its side files are kept too
+        assert len(aside) == 3 and {n[-4:] for n in aside} >= {"-wal", "-shm"}
+    assert result_of(second, job["id"]) == before
+    assert (instance / "jobs" / job["id"] / "face_0000.jpg").is_file()
+
+
+def test_an_empty_store_never_deletes_job_folders(make_app, video, tmp_path):
+    first = make_app()
+    job = run_job(first, video)
+    first.extensions["dfpipe"].shutdown()
+    instance = tmp_path / "instance"
+    partial = instance / "jobs" / JOB_A  # no record: a job killed mid-analysis, or older
+    partial.mkdir()
+    (partial / "face_0000.jpg").write_bytes(b"partial")
+    (instance / "jobs.sqlite3").write_bytes(b"")
+    for side in ("-wal", "-shm"):
+        (instance / f"jobs.sqlite3{side}").unlink(missing_ok=True)
+    second = make_app()
+    assert sorted(p.name for p in (instance / "jobs").iterdir()) == sorted([job["id"], JOB_A])
+    assert second.test_client().get(f"/api/jobs/{job['id']}").get_json()["status"] == "done"
+
+
+def test_a_sound_store_still_sweeps_folders_no_job_owns(make_app, video, tmp_path):
+    first = make_app()
+    job = run_job(first, video)
+    first.extensions["dfpipe"].shutdown()
+    partial = tmp_path / "instance" / "jobs" / JOB_A
+    partial.mkdir()
+    make_app()
+    assert [p.name for p in (tmp_path / "instance" / "jobs").iterdir()] == [job["id"]]
