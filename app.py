@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from dfpipe.core.errors import PipelineError, add_debug_option, run_cli
@@ -165,7 +166,9 @@ def serve(args: argparse.Namespace) -> int:
         raise PipelineError(str(exc)) from None
     check_all(args.host, args.port, config.instance, config.connection_limit)
     InstanceLock(config.instance.resolve()).release()  # refuse before loading the model
-    app = create_app(config, _analyzer(args))
+    start = time.perf_counter()
+    analyzer = _analyzer(args)
+    app = create_app(config, analyzer, model_load_s=time.perf_counter() - start)
     model = app.extensions["dfpipe"].analyzer.describe()
     print(f"model {model['name']} ({model['backbone']}), threshold {model['threshold']:.4f}, "
           f"faces by {model['detector']}; {model['crop_source']}")

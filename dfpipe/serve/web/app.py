@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from dfpipe.serve.web import guard, retention
 from dfpipe.serve.web.config import WebConfig
 from dfpipe.serve.web.instancelock import InstanceLock
 from dfpipe.serve.web.jobs import JobPool, JobRunner
+from dfpipe.serve.web.metrics import Metrics
 from dfpipe.serve.web.records import read_records
 from dfpipe.serve.web.routes import JobIdConverter, bp
 from dfpipe.serve.web.store import JobStore
@@ -45,6 +47,7 @@ class Service:
     pool: JobPool
     uploads: Path
     lock: InstanceLock
+    metrics: Metrics
 
     def shutdown(self) -> None:
         """Stop the workers after their current job (tests, and a clean exit), then let
@@ -55,19 +58,25 @@ class Service:
 
 
 def create_app(config: WebConfig | dict[str, Any] | None = None,
-               analyzer: Analyzer | None = None) -> Flask:
+               analyzer: Analyzer | None = None, model_load_s: float | None = None) -> Flask:
     """Build the app; the model is loaded here once (or ``analyzer`` is reused as given).
 
     Only one server may use an instance folder (a second one is refused). Jobs left
     unfinished by a previous process are closed with a message, and the uploads and partial
     images it left behind are deleted; finished results are served from the SQLite store as
-    before, within the retention limits.
+    before, within the retention limits. ``model_load_s``: how long loading ``analyzer`` took,
+    for the metrics (measured here when the model is loaded here).
     """
     cfg = config if isinstance(config, WebConfig) else WebConfig.from_mapping(config)
     if analyzer is None:
         if cfg.model is None:
             raise PipelineError("no model given: pass --model models/xception_best.h5")
+        start = time.perf_counter()
         analyzer = Analyzer.load(cfg.model)
+        model_load_s = time.perf_counter() - start
+    metrics = Metrics()
+    if model_load_s is not None:
+        metrics.model_load_seconds.set(model_load_s)
     instance = cfg.instance.resolve()
     lock = InstanceLock(instance)
     try:
@@ -81,7 +90,10 @@ def create_app(config: WebConfig | dict[str, Any] | None = None,
     app.config.update(MAX_CONTENT_LENGTH=cfg.max_form_bytes, DEBUG=False,
                       PROPAGATE_EXCEPTIONS=False)
     app.url_map.converters["jobid"] = JobIdConverter
-    app.extensions["dfpipe"] = Service(cfg, analyzer, store, runner, pool, uploads, lock)
+    runner.metrics = metrics
+    metrics.watch_pool(pool.stats)
+    app.extensions["dfpipe"] = Service(cfg, analyzer, store, runner, pool, uploads, lock,
+                                       metrics)
     guard.install(app, cfg.host, cfg.allowed_hosts)
     app.register_blueprint(bp)
     _register_errors(app, cfg)
@@ -140,6 +152,8 @@ def _register_errors(app: Flask, cfg: WebConfig) -> None:
 
     @app.errorhandler(413)
     def too_large(exc: HTTPException) -> Any:
+        app.extensions["dfpipe"].metrics.refused("too_large",
+                                                 upload=request.path == "/api/analyze")
         return jsonify({"error": f"the file is larger than the {cfg.max_upload_mb:g} MB limit: "
                                  "send a shorter or more compressed video",
                         "status": 413, "max_upload_mb": cfg.max_upload_mb}), 413

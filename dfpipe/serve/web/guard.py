@@ -76,6 +76,7 @@ def install(app: Flask, bound: str, extra: Iterable[str] = ()) -> None:
     def guard() -> Any:
         name = host_name(request.host)
         if not host_allowed(name, allowed, bound):
+            _count(app, "host")
             return jsonify({
                 "error": f"this server does not answer to the host name {name[:100]!r}: use "
                          "the address it listens on, or start it with --allowed-host NAME",
@@ -83,8 +84,16 @@ def install(app: Flask, bound: str, extra: Iterable[str] = ()) -> None:
         if request.method in WRITES:
             foreign = cross_origin()
             if foreign is not None:
+                _count(app, "cross_origin")
                 return jsonify({
                     "error": f"cross-origin request refused (from {foreign[:100]}): use the "
                              "page this server serves, or a client that is not a browser",
                     "status": 403}), 403
         return None
+
+
+def _count(app: Flask, reason: str) -> None:
+    """A refusal for the app's metrics, when it keeps them."""
+    metrics = getattr(app.extensions.get("dfpipe"), "metrics", None)
+    if metrics is not None:
+        metrics.refused(reason)

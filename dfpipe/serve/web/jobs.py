@@ -112,6 +112,7 @@ class JobRunner:
         self.analyzer = analyzer
         self.limits = limits or Limits()
         self.after_job: Callable[[], None] = lambda: None
+        self.metrics: Any = None  # a web.metrics.Metrics, when the app keeps them
         self.store = store
         self.artifacts = Path(artifacts)
         self.gradcam = gradcam
@@ -138,7 +139,17 @@ class JobRunner:
         try:
             self._run(job_id, upload)
         finally:
+            self._observe(job_id)
             self._after()
+
+    def _observe(self, job_id: str) -> None:
+        """Report how long the job waited and ran (to its verdict or error) to the metrics."""
+        job = self.store.get(job_id) if self.metrics is not None else None
+        if job is None or job["started"] is None:
+            return
+        end = job["verdict_at"] or job["finished"] or time.time()
+        self.metrics.finished("error" if job["status"] == "error" else "done",
+                              job["started"] - job["created"], end - job["started"])
 
     def _after(self) -> None:
         try:

@@ -4,46 +4,19 @@ job folder to be deleted. A stand-in analyzer keeps these fast; the upload is a 
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import threading
-import types
 from pathlib import Path
 from typing import Any
 
 import pytest
-from app_support import wait_for
+from app_support import StandInAnalyzer, run_job
 from conftest import write_numbered_video
 
 from dfpipe.serve.web import create_app
 from dfpipe.serve.web.records import RECORD
 
 JOB_A = "a" * 32
-
-
-class StandIn:
-    """What the web app needs of an Analyzer: a verdict per video, one face when asked."""
-
-    def __init__(self, faces: int = 1) -> None:
-        self.faces = faces
-        self.model_lock = threading.Lock()
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": "stand-in.h5"}
-
-    def warm_up(self) -> None:
-        pass
-
-    def analyze(self, path: Path, progress=None, save_crop=None, limits=None) -> Any:
-        faces = []
-        for index in range(self.faces):
-            save_crop(index, None, b"\xff\xd8 a jpeg")
-            faces.append({"index": index, "call": "fake", "score": 0.9})
-        verdict = "FAKE" if faces else "NO FACE FOUND"
-        result = {"video": {"name": path.name}, "timing": {}, "faces": faces,
-                  "verdict": verdict, "score": 0.9 if faces else None, "message": verdict}
-        return types.SimpleNamespace(result=result)
 
 
 @pytest.fixture(scope="module")
@@ -57,23 +30,13 @@ def make_app(tmp_path):
 
     def make(faces: int = 1):
         app = create_app({"instance": tmp_path / "instance", "warm_up": False,
-                          "gradcam": False}, StandIn(faces))
+                          "gradcam": False}, StandInAnalyzer(faces))
         apps.append(app)
         return app
 
     yield make
     for app in apps:
         app.extensions["dfpipe"].shutdown()
-
-
-def run_job(app, video: Path) -> dict[str, Any]:
-    client = app.test_client()
-    data = {"video": (io.BytesIO(video.read_bytes()), "clip.mp4")}
-    answer = client.post("/api/analyze", data=data, content_type="multipart/form-data")
-    assert answer.status_code == 202, answer.get_json()
-    job_id = answer.get_json()["job_id"]
-    return wait_for(lambda: (lambda j: j if j["status"] in ("done", "error") else None)(
-        client.get(f"/api/jobs/{job_id}").get_json()))
 
 
 def result_of(app, job_id: str) -> dict[str, Any] | None:
