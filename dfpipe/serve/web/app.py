@@ -19,7 +19,7 @@ from dfpipe.serve.web.instancelock import InstanceLock
 from dfpipe.serve.web.jobs import JobPool, JobRunner
 from dfpipe.serve.web.metrics import Metrics
 from dfpipe.serve.web.records import read_records
-from dfpipe.serve.web.routes import JobIdConverter, bp
+from dfpipe.serve.web.routes import NO_STORE, JobIdConverter, bp
 from dfpipe.serve.web.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,8 @@ def create_app(config: WebConfig | dict[str, Any] | None = None,
     def secure(response: Any) -> Any:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if request.path.startswith("/api/") or response.mimetype == "application/json":
+            response.headers["Cache-Control"] = NO_STORE  # results are private, never cached
         return response
 
     return app
@@ -152,8 +154,15 @@ def _register_errors(app: Flask, cfg: WebConfig) -> None:
 
     @app.errorhandler(413)
     def too_large(exc: HTTPException) -> Any:
-        app.extensions["dfpipe"].metrics.refused("too_large",
-                                                 upload=request.path == "/api/analyze")
+        upload = request.path == "/api/analyze"
+        declared = request.content_length
+        if declared is not None and declared <= cfg.max_form_bytes:
+            # the body is within the limit: the form parser refused its shape, not its size
+            app.extensions["dfpipe"].metrics.refused("form_limit", upload=upload)
+            return jsonify({"error": "the form has too many parts or a text field that is too "
+                                     "large: send the video alone, as the multipart field "
+                                     "'video'", "status": 413}), 413
+        app.extensions["dfpipe"].metrics.refused("too_large", upload=upload)
         return jsonify({"error": f"the file is larger than the {cfg.max_upload_mb:g} MB limit: "
                                  "send a shorter or more compressed video",
                         "status": 413, "max_upload_mb": cfg.max_upload_mb}), 413

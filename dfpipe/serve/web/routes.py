@@ -254,6 +254,7 @@ def heatmap_image(job_id: str, index: int) -> Any:
 
 
 @bp.get("/api/health")
+@require_token
 def health() -> Any:
     svc = service()
     return jsonify({"status": "ok", "model_loaded": svc.analyzer is not None,

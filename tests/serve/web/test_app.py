@@ -298,14 +298,15 @@ def test_delete_removes_result_and_images(make_app, media):
     assert client.get(url).status_code == 404
 
 
-def test_api_token_guards_the_api_but_not_health(make_app, media):
+def test_api_token_guards_the_api_health_included(make_app, media):
     client = make_app(api_token="s3cret").test_client()
     assert client.get("/api/model").status_code == 401
     assert post(client, media["face"]).status_code == 401
     assert client.get("/api/model", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/api/model", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert client.get("/api/jobs", headers={"X-API-Token": "s3cret"}).status_code == 200
-    assert client.get("/api/health").status_code == 200
+    assert client.get("/api/health").status_code == 401  # as the README says: every call
+    assert client.get("/api/health", headers={"X-API-Token": "s3cret"}).status_code == 200
     assert client.get("/").status_code == 200
 
 
