@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -182,10 +183,18 @@ def serve(args: argparse.Namespace) -> int:
         print(f"serving on http://{args.host}:{args.port}/ (results in {args.instance}; "
               f"API token {'required' if config.api_token else 'off'}); Ctrl+C stops",
               flush=True)
-        server.run()
+        signal.signal(signal.SIGTERM, _stop)
+        server.run()  # returns on Ctrl+C or SIGTERM (waitress closes its sockets)
     finally:
         app.extensions["dfpipe"].shutdown()
+    print("stopped: a running analysis was failed with a message, finished results are kept",
+          flush=True)
     return 0
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM (a supervisor's stop) ends the server the way Ctrl+C does: cleanly."""
+    raise KeyboardInterrupt
 
 
 def predict(args: argparse.Namespace) -> int:

@@ -148,8 +148,11 @@ def app_script():
 class StandInAnalyzer:
     """What the web app needs of an Analyzer: a verdict per video, one face when asked."""
 
-    def __init__(self, faces: int = 1) -> None:
+    def __init__(self, faces: int = 1, steps: int = 0, step_s: float = 0.05) -> None:
         self.faces = faces
+        self.steps = steps  # progress reports before the verdict, ``step_s`` apart
+        self.step_s = step_s
+        self.model = None
         self.model_lock = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
@@ -159,6 +162,10 @@ class StandInAnalyzer:
         pass
 
     def analyze(self, path: Path, progress=None, save_crop=None, limits=None) -> Any:
+        for step in range(self.steps):
+            if progress is not None:
+                progress("frames", step, self.steps)
+            time.sleep(self.step_s)
         faces = []
         for index in range(self.faces):
             save_crop(index, None, b"\xff\xd8 a jpeg")

@@ -50,8 +50,9 @@ class Service:
     metrics: Metrics
 
     def shutdown(self) -> None:
-        """Stop the workers after their current job (tests, and a clean exit), then let
-        another server use the instance folder."""
+        """Stop the workers (tests, SIGTERM, Ctrl+C): a running analysis fails with a message,
+        heatmaps being drawn are dropped, then another server may use the instance folder."""
+        self.runner.stopping.set()  # a running analysis fails at its next progress report
         self.pool.shutdown()
         self.runner.shutdown()
         self.lock.release()
@@ -123,6 +124,7 @@ def _start(cfg: WebConfig, analyzer: Analyzer,
         restored = sum(store.restore(job) for job in read_records(artifacts))
         if restored:
             log.info("restored %d job(s) into the new store from their folders", restored)
+    cut = store.unfinished_with_verdict()
     closed = store.close_unfinished()
     if closed:
         log.info("closed %d job(s) left unfinished by a previous run", closed)
@@ -130,6 +132,8 @@ def _start(cfg: WebConfig, analyzer: Analyzer,
         retention.sweep_orphans(store, artifacts)
     retention.enforce(store, artifacts, cfg.keep_jobs, cfg.keep_days)
     runner = JobRunner(analyzer, store, artifacts, cfg.gradcam, cfg.gradcam_batch, cfg.limits)
+    for job_id in cut:  # killed while drawing heatmaps: drop the partial ones
+        runner.close_heatmaps(job_id, "the server restarted while drawing them")
     runner.after_job = lambda: retention.enforce(store, artifacts, cfg.keep_jobs,
                                                  cfg.keep_days)
     pool = JobPool(runner, cfg.workers, cfg.queue_size,

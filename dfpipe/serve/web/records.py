@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ RECORD = "result.json"
 def write_record(folder: Path, job: dict[str, Any]) -> Path:
     """Write ``job`` (a store row, its result included) to ``folder/result.json``."""
     path = Path(folder) / RECORD
-    tmp = path.with_name(f".{RECORD}.tmp")
+    tmp = path.with_name(f".{RECORD}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump({"job": job}, fh)

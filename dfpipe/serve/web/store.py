@@ -161,6 +161,13 @@ class JobStore:
             rows = db.execute("SELECT id FROM jobs WHERE status != 'error'").fetchall()
         return {r["id"] for r in rows}
 
+    def unfinished_with_verdict(self) -> list[str]:
+        """Jobs left drawing heatmaps (their verdict stored) by a process that ended."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT id FROM jobs WHERE status IN (?, ?) AND verdict IS NOT "
+                              "NULL", UNFINISHED).fetchall()
+        return [r["id"] for r in rows]
+
     def close_unfinished(self) -> int:
         """After a restart: jobs left queued or running can never finish; say so in each.
 
@@ -170,7 +177,7 @@ class JobStore:
         with self._lock, closing(self._connect()) as db, db:
             kept = db.execute(
                 "UPDATE jobs SET status = 'done', stage = 'done', finished = ?, message = "
-                "'the server restarted while drawing heatmaps; some are missing' "
+                "'the server restarted while drawing heatmaps; they are missing' "
                 "WHERE status IN (?, ?) AND verdict IS NOT NULL", (now, *UNFINISHED)).rowcount
             lost = db.execute(
                 "UPDATE jobs SET status = 'error', stage = 'error', finished = ?, message = "

@@ -4,6 +4,7 @@ outlives slow clients, and refuses a bad start-up in one line before loading the
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -13,8 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from app_support import save_tiny_model, wait_for
-from conftest import REPO
+from app_support import crop_metadata, save_tiny_model, wait_for
+from conftest import REPO, write_numbered_video
+
+from dfpipe.serve.web.store import JobStore
 
 HALF_OPEN = 200
 ANSWER_WITHIN_S = 5.0  # the bound the issue sets for a normal request under that load
@@ -22,7 +25,8 @@ ANSWER_WITHIN_S = 5.0  # the bound the issue sets for a normal request under tha
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.h5", bias=2.0)
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.h5", bias=2.0,
+                           crop=crop_metadata("mtcnn", every=1))
 
 
 def free_port() -> int:
@@ -56,20 +60,22 @@ def answers(port: int) -> bool:
 
 @pytest.fixture
 def server(model_file, tmp_path):
-    """Start the server with extra options; stopped (and reaped) at the end of the test."""
+    """Start the server with extra options; stopped (and reaped) at the end of the test.
+    Returns the port; the process is ``start.procs[-1]``, its stderr in ``tmp_path/stderr``."""
     procs: list[subprocess.Popen] = []
 
     def start(*extra: str) -> int:
         port = free_port()
-        proc = subprocess.Popen(serve_cmd(model_file, tmp_path / "instance", port, *extra),
-                                cwd=REPO, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env={**os.environ,
-                                                                "TF_CPP_MIN_LOG_LEVEL": "2"})
+        with open(tmp_path / "stderr", "wb") as err:
+            proc = subprocess.Popen(serve_cmd(model_file, tmp_path / "instance", port, *extra),
+                                    cwd=REPO, stdout=subprocess.DEVNULL, stderr=err,
+                                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         procs.append(proc)
         wait_for(lambda: proc.poll() is not None or answers(port), timeout=120, interval=0.5)
         assert proc.poll() is None, "the server exited during start-up"
         return port
 
+    start.procs = procs
     yield start
     for proc in procs:
         if proc.poll() is None:
@@ -169,3 +175,43 @@ def test_instance_that_is_a_file_is_refused_before_the_model_is_loaded(not_a_mod
     result = run_serve(serve_cmd(not_a_model, instance, free_port()))
     assert_one_line_refusal(result, "--instance", "is a file")
     assert instance.read_text() == "I am a file"
+
+
+def post_video(port: int, video: Path) -> dict:
+    boundary = "dfpipe-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"video\"; "
+            f"filename=\"{video.name}\"\r\nContent-Type: video/mp4\r\n\r\n").encode()
+    body += video.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", "/api/analyze", body, {
+            "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        response = conn.getresponse()
+        assert response.status == 202, response.read()
+        return json.loads(response.read())
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_sigterm_fails_the_running_job_cleanly_and_exits(server, tmp_path):
+    video = write_numbered_video(tmp_path / "long.mp4", 3000, size=(320, 240))
+    port = server()
+    proc = server.procs[-1]
+    job_id = post_video(port, video)["job_id"]
+
+    def running() -> bool:
+        status, body = get(port, f"/api/jobs/{job_id}")
+        job = json.loads(body)
+        assert job["status"] in ("queued", "running"), job  # still going: the test holds
+        return job["status"] == "running" and job["progress"]["done"] > 0
+
+    wait_for(running, timeout=120, interval=0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    errors = (tmp_path / "stderr").read_text(errors="replace")
+    assert "Traceback" not in errors
+    job = JobStore(tmp_path / "instance" / "jobs.sqlite3").get(job_id)
+    assert job["status"] == "error" and "stopped" in job["message"], job
+    assert not (tmp_path / "instance" / "jobs" / job_id).exists()
+    assert not list((tmp_path / "instance" / "uploads").iterdir())

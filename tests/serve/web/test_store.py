@@ -4,6 +4,7 @@ job folder to be deleted. A stand-in analyzer keeps these fast; the upload is a 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from pathlib import Path
@@ -14,6 +15,7 @@ from app_support import StandInAnalyzer, run_job
 from conftest import write_numbered_video
 
 from dfpipe.serve.web import create_app
+from dfpipe.serve.web import jobs as web_jobs
 from dfpipe.serve.web.records import RECORD
 
 JOB_A = "a" * 32
@@ -111,3 +113,34 @@ def test_a_sound_store_still_sweeps_folders_no_job_owns(make_app, video, tmp_pat
     partial.mkdir()
     make_app()
     assert [p.name for p in (tmp_path / "instance" / "jobs").iterdir()] == [job["id"]]
+
+
+class DiskFull(StandInAnalyzer):
+    """Writing a face crop fails as on a full disk."""
+
+    def analyze(self, path, progress=None, save_crop=None, limits=None):
+        def full(*_):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        return super().analyze(path, progress, full, limits)
+
+
+@pytest.mark.parametrize("where", ["face crops", "result record"])
+def test_a_full_disk_fails_the_job_with_a_message_and_the_server_goes_on(make_app, video,
+                                                                         tmp_path, monkeypatch,
+                                                                         where):
+    app = make_app()
+    svc = app.extensions["dfpipe"]
+    if where == "face crops":
+        monkeypatch.setattr(svc.runner, "analyzer", DiskFull())
+    else:
+        def write_record(folder, job):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(web_jobs, "write_record", write_record)
+    job = run_job(app, video)
+    assert job["status"] == "error" and "disk may be full" in job["message"], job
+    assert "No space left on device" in job["message"]
+    assert not (tmp_path / "instance" / "jobs" / job["id"]).exists()
+    monkeypatch.undo()
+    assert run_job(app, video)["status"] == "done"  # the server goes on
