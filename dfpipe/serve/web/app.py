@@ -18,7 +18,7 @@ from dfpipe.serve.web.config import WebConfig
 from dfpipe.serve.web.instancelock import InstanceLock
 from dfpipe.serve.web.jobs import JobPool, JobRunner
 from dfpipe.serve.web.metrics import Metrics
-from dfpipe.serve.web.records import read_records
+from dfpipe.serve.web.records import read_records, remove_partial_records
 from dfpipe.serve.web.routes import NO_STORE, JobIdConverter, bp
 from dfpipe.serve.web.store import JobStore
 
@@ -120,6 +120,7 @@ def _start(cfg: WebConfig, analyzer: Analyzer,
         leftover.unlink(missing_ok=True)
     store = JobStore(instance / "jobs.sqlite3")
     artifacts = instance / "jobs"
+    remove_partial_records(artifacts)
     if store.rebuilt:  # new, empty or corrupt: the job folders are the truth, none is deleted
         restored = sum(store.restore(job) for job in read_records(artifacts))
         if restored:

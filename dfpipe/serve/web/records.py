@@ -51,3 +51,11 @@ def read_records(artifacts: Path) -> Iterator[dict[str, Any]]:
             continue
         if isinstance(job, dict) and job.get("id") == folder.name:
             yield job
+
+
+def remove_partial_records(artifacts: Path) -> int:
+    """Delete the temporary files of records a killed process was writing; returns how many."""
+    stale = list(Path(artifacts).glob(f"*/.{RECORD}.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)

@@ -120,3 +120,15 @@ def test_a_kill_while_heatmaps_are_drawn_leaves_no_orphan_and_no_endless_wait(ma
     assert sorted(p.name for p in folder.iterdir()) == [
         "face_0000.jpg", "face_0001.jpg", "face_0002.jpg", RECORD]
     assert client.get(f"/api/jobs/{JOB}/faces/0/heatmap.jpg").status_code == 404
+
+
+def test_a_kill_while_the_record_is_written_leaves_no_temporary_file(make_app, video, tmp_path):
+    first = make_app()
+    job_id = upload(first, video)
+    wait_for(lambda: job_of(first, job_id)["status"] == "done")
+    first.extensions["dfpipe"].shutdown()
+    folder = tmp_path / "instance" / "jobs" / job_id
+    (folder / f".{RECORD}.4242-99.tmp").write_text('{"job": {"id": "half')
+    client = make_app().test_client()
+    assert client.get(f"/api/jobs/{job_id}").get_json()["status"] == "done"
+    assert sorted(p.name for p in folder.iterdir()) == ["face_0000.jpg", RECORD]
