@@ -103,7 +103,7 @@ CASES: list[tuple[str, Case, int, tuple[str, ...]]] = [
      str(d / "other.h5"), "--data", str(d / "split"), "--output", str(d / "ev")], USAGE,
      ("other.h5", "train.py")),
     ("evaluate-folder-for-model", lambda d: [script("evaluate.py"), "--model", str(d / "split"),
-     "--data", str(d / "split"), "--output", str(d / "ev")], USAGE, ("split",)),
+     "--data", str(d / "split"), "--output", str(d / "ev")], USAGE, ("split is a folder",)),
     ("predict-truncated-h5", lambda d: [script("app.py"), "predict", str(d / "videos"),
      "--model", str(d / "trunc.h5"), "--out", str(d / "r.csv")], USAGE, ("trunc.h5",)),
     ("predict-missing-input", lambda d: [script("app.py"), "predict", str(d / "nothere.mp4"),

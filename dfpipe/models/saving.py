@@ -51,6 +51,8 @@ def read_metadata(path: Path) -> dict[str, Any]:
     import h5py
 
     path = Path(path)
+    if path.is_dir():
+        raise PipelineError(f"{path} is a folder: give the model file (.h5) written by train.py")
     if not path.is_file():
         raise PipelineError(f"model file not found: {path} (train one with train.py)")
     text = None
