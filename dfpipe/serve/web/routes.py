@@ -114,7 +114,15 @@ def analyze() -> Any:
     upload = files[0]
     job_id = new_id()
     path = svc.uploads / f"{job_id}.upload"
-    if not _save_within(upload.stream, path, svc.config.max_upload_bytes):
+    try:
+        saved = _save_within(upload.stream, path, svc.config.max_upload_bytes)
+    except OSError as exc:  # a full disk: refuse this upload, keep serving
+        path.unlink(missing_ok=True)
+        log.error("cannot store an upload: %s", exc)
+        svc.metrics.refused("disk_full", upload=True)
+        return api_error(507, f"the server has no room to store the upload "
+                              f"({exc.strerror or exc}): try again later")
+    if not saved:
         path.unlink(missing_ok=True)
         return _too_large()
     try:

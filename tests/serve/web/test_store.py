@@ -5,6 +5,7 @@ job folder to be deleted. A stand-in analyzer keeps these fast; the upload is a 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import logging
 from pathlib import Path
@@ -144,3 +145,24 @@ def test_a_full_disk_fails_the_job_with_a_message_and_the_server_goes_on(make_ap
     assert not (tmp_path / "instance" / "jobs" / job["id"]).exists()
     monkeypatch.undo()
     assert run_job(app, video)["status"] == "done"  # the server goes on
+
+
+def test_an_upload_on_a_full_disk_is_refused_and_the_server_goes_on(make_app, video,
+                                                                    monkeypatch):
+    from dfpipe.serve.web import routes
+
+    app = make_app()
+    real = routes._save_within
+
+    def full(stream, path, limit):
+        Path(path).write_bytes(b"part")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(routes, "_save_within", full)
+    client = app.test_client()
+    answer = client.post("/api/analyze", content_type="multipart/form-data",
+                         data={"video": (io.BytesIO(video.read_bytes()), "clip.mp4")})
+    assert answer.status_code == 507 and "No space left" in answer.get_json()["error"]
+    assert not list(app.extensions["dfpipe"].uploads.iterdir())
+    monkeypatch.setattr(routes, "_save_within", real)
+    assert run_job(app, video)["status"] == "done"
