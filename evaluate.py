@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dfpipe.core.errors import run_cli
+from dfpipe.core.errors import add_debug_option, run_cli
 from dfpipe.evaluate import metrics
 from dfpipe.evaluate import run as evaluation
 from dfpipe.scoring import crops as scoring
@@ -50,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="bootstrap resamples for the 95%% intervals of AUC and accuracy "
                         "(0: no intervals)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    add_debug_option(p)
     return p.parse_args(argv)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dfpipe.core.errors import PipelineError, run_cli
+from dfpipe.core.errors import PipelineError, add_debug_option, run_cli
 from dfpipe.split import folder_input as cropfolder
 from dfpipe.split import quality
 from dfpipe.split import run as splits
@@ -87,6 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="replace --output if it already exists")
     p.add_argument("--workers", type=int, default=quality.default_workers(),
                    help="threads reading crops to measure sharpness")
+    add_debug_option(p)
     return p.parse_args(argv)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from dfpipe.core.errors import run_cli  # noqa: E402
+from dfpipe.core.errors import add_debug_option, run_cli  # noqa: E402
 from dfpipe.models.registry import BACKBONES  # noqa: E402
 
 
@@ -109,6 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--restart", action="store_true",
                    help="discard an unfinished run's backup in --output and start over "
                         "(without it, the same command resumes that run)")
+    add_debug_option(p)
     return p.parse_args(argv)
 
 

@@ -171,7 +171,7 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
         raise PipelineError(f"--bootstrap must be 0 (off) or more resamples, got {bootstrap}")
     crops = load_split(data_root, split)
     videos = group_videos(crops)
-    if not model_path.is_file():
+    if not model_path.exists():  # a folder is named as such by read_metadata
         raise PipelineError(f"model file not found: {model_path} (train one with train.py)")
     point = resolve_operating_point(read_metadata(model_path), aggregate, threshold,
                                     crop_threshold)

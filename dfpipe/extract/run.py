@@ -23,7 +23,7 @@ import cv2
 from tqdm import tqdm
 
 from dfpipe.core.atomic import write_json_atomic
-from dfpipe.core.errors import PipelineError
+from dfpipe.core.errors import PipelineError, describe
 from dfpipe.core.labels import CLASS_NAMES, VIDEO_EXTENSIONS
 from dfpipe.core.manifest import append_record, manifest_name, read_manifests, run_file_name
 from dfpipe.extract import faces as facelib
@@ -118,7 +118,9 @@ def discover(root: Path, labels_csv: Path | None = None) -> list[VideoJob]:
         if not base.is_dir():
             continue
         for path in sorted(base.rglob("*")):
-            if path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file():
+            # a link that leads nowhere (dangling, a loop) is kept: its record says why
+            broken = path.is_symlink() and not path.exists()
+            if path.suffix.lower() not in VIDEO_EXTENSIONS or not (path.is_file() or broken):
                 continue
             rel = path.relative_to(root).as_posix()
             row = labels.get(rel)
@@ -126,7 +128,8 @@ def discover(root: Path, labels_csv: Path | None = None) -> list[VideoJob]:
                 raise PipelineError(f"{labels_csv} labels {rel} as {row.label!r} but it lies "
                                     f"in {name}/: fix one of them")
             ids, rule = find_identities(path, name, labels, rel)
-            jobs.append(VideoJob(str(path.resolve()), rel, name, ids[0], rule,
+            source = os.path.abspath(path) if broken else str(path.resolve())
+            jobs.append(VideoJob(source, rel, name, ids[0], rule,
                                  video_id_for(path.relative_to(base)), tuple(ids)))
     if not jobs:
         raise PipelineError(f"no videos ({', '.join(sorted(VIDEO_EXTENSIONS))}) under "
@@ -207,8 +210,13 @@ def process_video(job: VideoJob, settings: Settings, detector: facelib.Detector,
             os.replace(tmp_dir, final_dir)
     except VideoError as exc:
         record.update(status="error", message=str(exc), crops=[], faces_saved=0)
+    except OSError as exc:  # unreadable, a symlink loop, a vanished file: the record says so
+        log.warning("%s: %s", job.relpath, describe(exc))
+        record.update(status="error", message=describe(exc), crops=[], faces_saved=0)
     except Exception as exc:  # noqa: BLE001 - one bad video must not stop the run
-        log.exception("unexpected failure on %s", job.source)
+        # one line; the traceback with --debug (a bug, not a bad file)
+        log.error("unexpected failure on %s: %s", job.relpath, describe(exc),
+                  exc_info=log.isEnabledFor(logging.DEBUG))
         record.update(status="error", message=f"{type(exc).__name__}: {exc}", crops=[],
                       faces_saved=0)
     finally:
