@@ -28,6 +28,7 @@ import numpy as np
 from dfpipe.core.errors import PipelineError
 from dfpipe.core.images import read_rgb
 from dfpipe.core.labels import CLASS_NAMES, FAKE, REAL
+from dfpipe.core.sampling import evenly_spaced
 from dfpipe.core.splittable import Crop, load_split
 
 log = logging.getLogger(__name__)
@@ -159,10 +160,7 @@ def draw_per_video(crops: Sequence[Crop], limit: int | None,
         if len(items) <= limit:
             chosen.extend(items)
             continue
-        edges = np.linspace(0, len(items), limit + 1).astype(int)
-        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-            pick = int(rng.integers(lo, hi)) if rng is not None else (lo + hi) // 2
-            chosen.append(items[pick])
+        chosen.extend(items[i] for i in evenly_spaced(len(items), limit, rng))
     return chosen
 
 
