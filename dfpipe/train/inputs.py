@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from dfpipe.core.errors import PipelineError
-from dfpipe.core.images import read_rgb
+from dfpipe.core.images import read_rgb, to_feed_size
 from dfpipe.core.labels import CLASS_NAMES, FAKE, REAL
 from dfpipe.core.sampling import evenly_spaced
 from dfpipe.core.splittable import Crop, load_split
@@ -125,9 +125,7 @@ class CropLoader:
         """The crop at the feed size, and its width and height as stored."""
         image = read_rgb(path.decode("utf-8") if isinstance(path, bytes) else path)
         h, w = image.shape[:2]
-        if (h, w) != (self.size, self.size):
-            image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
-        return image, w, h
+        return to_feed_size(image, self.size), w, h
 
     def augment_image(self, image: np.ndarray, seed: int) -> np.ndarray:
         """The training augmentation drawn from ``seed`` (the image itself when off)."""
