@@ -53,6 +53,7 @@ from dfpipe.train.curves import training_curves
 from dfpipe.train.devices import (
     choose_precision,
     cpu_supports_bf16,
+    gpu_capability,
     gpu_count,
     is_chief,
     make_strategy,
@@ -112,7 +113,7 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
 
     import keras
 
-    precision = choose_precision(cfg.precision, gpu_count() > 0, cpu_supports_bf16())
+    precision = choose_precision(cfg.precision, gpu_capability(), cpu_supports_bf16())
     tf_config = os.environ.get("TF_CONFIG")
     kind = strategy_kind(gpu_count(), tf_config) if strategy is None else "given"
     strategy = make_strategy(kind) if strategy is None else strategy

@@ -389,3 +389,27 @@ def test_video_bootstrap_resamples_identity_groups(model_path, tmp_path):
     for level in ("crops", "videos"):
         assert result[level]["ci"]["unit"] == "cluster"
         assert result[level]["ci"]["clusters"] == 3, level
+
+
+def test_evaluate_on_validation_measures_what_training_recorded(tmp_path):
+    from split_support import write_split
+
+    from dfpipe.train.config import TrainConfig
+    from dfpipe.train.loop import train
+
+    root = write_split(tmp_path / "split", {"train": {"real": 4, "fake": 4},
+                                            "val": {"real": 4, "fake": 4}}, size=32, frames=7)
+    result = train(TrainConfig(data=root, output=tmp_path / "m", backbone="tiny",
+                               weights="none", size=32, batch_size=8, epochs=2,
+                               frames_per_video=3, aggregate="max"), verbose=0)
+    block = result.metadata["operating_point"]
+    assert block["crops_per_video"] == 3 and block["rule"] == "max"
+    assert block["val"]["videos"] == 8
+    measured = evaluation.evaluate(result.model_path, root, split="val",
+                                   output=tmp_path / "ev", bootstrap=0,
+                                   progress=False)["operating_point"]["measured"]
+    assert measured["videos"] == block["val"]["videos"]
+    assert (measured["fpr"], measured["tpr"]) == (block["val"]["fpr"], block["val"]["tpr"])
+    assert (measured["crops_used"], measured["crops_found"]) == (8 * 3, 8 * 7)
+    rows = read_csv(tmp_path / "ev" / report.VIDEOS_CSV)
+    assert {(r["crops"], r["crops_used"]) for r in rows} == {("7", "3")}
