@@ -115,3 +115,18 @@ def is_chief(tf_config: str | None) -> bool:
     if kind == "chief":
         return True
     return kind == "worker" and index == 0 and "chief" not in spec.get("cluster", {})
+
+
+def worker_shard(tf_config: str | None) -> tuple[int, int] | None:
+    """(workers, this worker's index) of a multi-worker cluster in TF_CONFIG, for sharding
+    the input files before they are decoded; None for a single machine."""
+    if not tf_config:
+        return None
+    spec = json.loads(tf_config)
+    cluster = spec.get("cluster", {})
+    members = [(kind, i) for kind in ("chief", "worker") for i in range(len(cluster.get(kind, [])))]
+    if len(members) < 2:
+        return None
+    task = spec.get("task", {})
+    me = (task.get("type", "chief"), int(task.get("index", 0)))
+    return (len(members), members.index(me)) if me in members else None

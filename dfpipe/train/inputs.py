@@ -198,12 +198,16 @@ def epoch_plan(crops: Sequence[Crop], epoch: int, seed: int, frames_per_video: i
 
 def make_dataset(crops: Sequence[Crop], size: int, batch_size: int, training: bool,
                  seed: int = 0, augment: bool = True, balance: str = "weights",
-                 epoch: int = 0, frames_per_video: int | None = None) -> Any:
+                 epoch: int = 0, frames_per_video: int | None = None,
+                 shard: tuple[int, int] | None = None) -> Any:
     """Batches of (float32 RGB 0..255 images [B,size,size,3], float32 labels [B,1]).
 
     ``training``: one epoch (:func:`epoch_plan` of ``epoch``), augmented when ``augment``, the
     last partial batch dropped. Otherwise the crops (``frames_per_video``: their fixed draw)
-    are read once, in order, never augmented.
+    are read once, in order, never augmented. ``shard`` (workers, this worker's index): this
+    worker keeps every workers-th file *before* decoding, so no worker decodes another's
+    share (tf.data's automatic sharding would decode every file on every worker and then
+    drop most of them).
     """
     import tensorflow as tf
 
@@ -223,11 +227,15 @@ def make_dataset(crops: Sequence[Crop], size: int, batch_size: int, training: bo
         return image, tf.reshape(label, (1,))
 
     ds = tf.data.Dataset.from_tensor_slices((paths, labels, seeds.astype(np.int64)))
+    if shard is not None:
+        ds = ds.shard(*shard)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=training and len(chosen) > batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF if shard is not None
+        else tf.data.experimental.AutoShardPolicy.DATA)
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 

@@ -132,7 +132,8 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
     write_training_log(out / TRAINING_LOG, state.history)  # a resumed log: committed epochs only
     keras.utils.set_random_seed(cfg.seed)
     val_ds = make_dataset(val_crops, feed, global_batch, training=False)
-    run = _Run(cfg, spec, train_crops, val_ds, feed, global_batch, out, backup, verbose, sbi)
+    run = _Run(cfg, spec, train_crops, val_ds, feed, global_batch, out, backup, verbose, sbi,
+               strategy if kind == "multi_worker" else None)
     if not state.finished:
         with precision_policy(precision), strategy.scope():
             run.fit(state)
@@ -181,6 +182,25 @@ class _Run:
     backup: RunBackup
     verbose: int
     sbi: SBITraining | None = None
+    strategy: Any = None  # a multi-worker strategy: each worker decodes only its own files
+
+    def train_dataset(self, epoch: int) -> Any:
+        """The epoch's training batches; across workers, files are sharded before decoding."""
+        cfg = self.cfg
+
+        def build(shard: tuple[int, int] | None, batch: int) -> Any:
+            return make_dataset(self.train_crops, self.feed, batch, training=True,
+                                seed=cfg.seed, augment=cfg.augment, balance=cfg.balance,
+                                epoch=epoch, frames_per_video=cfg.frames_per_video,
+                                shard=shard)
+
+        if self.sbi:
+            return self.sbi.dataset(epoch)
+        if self.strategy is None:
+            return build(None, self.global_batch)
+        return self.strategy.distribute_datasets_from_function(
+            lambda ctx: build((ctx.num_input_pipelines, ctx.input_pipeline_id),
+                              ctx.get_per_replica_batch_size(self.global_batch)))
 
     def fit(self, state: RunState) -> None:
         """Run every phase from where ``state`` stands to the end; mark it finished."""
@@ -221,10 +241,7 @@ class _Run:
             if state.lr is not None:
                 model.optimizer.learning_rate = state.lr
             reseed(model, cfg.seed, epoch)
-            train_ds = self.sbi.dataset(epoch) if self.sbi else make_dataset(
-                self.train_crops, self.feed, self.global_batch, training=True, seed=cfg.seed,
-                augment=cfg.augment, balance=cfg.balance, epoch=epoch,
-                frames_per_video=cfg.frames_per_video)
+            train_ds = self.train_dataset(epoch)
             with pipeline_errors():
                 run = model.fit(train_ds, validation_data=self.val_ds, initial_epoch=epoch,
                                 epochs=end, verbose=self.verbose, shuffle=False,
