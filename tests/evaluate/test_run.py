@@ -190,7 +190,7 @@ def test_folder_without_split_table_and_other_rules(model_path, tmp_path):
     assert result["data"]["source"] == "folders"
     rows = {r["video_id"]: r for r in read_csv(tmp_path / "out" / report.VIDEOS_CSV)}
     assert set(rows) == {"r1", "r2", "r3", "f1", "f2"}
-    assert float(rows["r3"]["score"]) == pytest.approx(float(rows["r3"]["frame_score_max"]))
+    assert float(rows["r3"]["score"]) == pytest.approx(float(rows["r3"]["crop_score_max"]))
 
 
 def test_one_class_split_without_training_log_degrades_gracefully(model_path, tmp_path):
@@ -330,7 +330,7 @@ def test_evaluate_defaults_to_the_stored_rule_and_both_thresholds(split_root, tm
     assert result["threshold"]["value"] == 0.8 and result["crop_threshold"]["value"] == 0.9
     assert result["crops"]["threshold"] == 0.9 and result["videos"]["threshold"] == 0.8
     rows = {r["video_id"]: r for r in read_csv(tmp_path / "out" / report.VIDEOS_CSV)}
-    assert float(rows["r3"]["score"]) == pytest.approx(float(rows["r3"]["frame_score_max"]))
+    assert float(rows["r3"]["score"]) == pytest.approx(float(rows["r3"]["crop_score_max"]))
     text = (tmp_path / "out" / report.METRICS_TEXT).read_text()
     assert "videos 0.8000 from the model metadata (val videos)" in text
     assert "crops  0.9000 from the model metadata (val crops)" in text
