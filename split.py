@@ -65,6 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "For a crops folder (no manifest): paths relative to --input, optional "
                         "columns video, frame, face_width, face_height, confidence; None: "
                         "--input/labels.csv when --input has no manifest")
+    p.add_argument("--crop-is-video", action="store_true",
+                   help="crops folder whose labels CSV has no video column and whose crops "
+                        "lie in no per-video folder: take each crop as a video of its own "
+                        "(only right when no two crops come from one video; default: off, "
+                        "such a folder is refused; with per-video folders each crop's "
+                        "parent folder is its video)")
     p.add_argument("--group-column", default=None,
                    help="crops folder: the column naming each crop's source group; None: the "
                         f"first of {', '.join(cropfolder.GROUP_COLUMNS)} present, else each "
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                                  min_confidence=args.min_confidence,
                                  max_per_video=args.max_per_video)
     loader = cropfolder.loader_for(args.input, args.labels, args.group_column, args.margin,
-                                   args.size)
+                                   args.size, args.crop_is_video)
     report = splits.run_split(args.input, args.output, rules=rules, ratios=args.ratios,
                               seed=args.seed, protocol=args.protocol, unlisted=args.unlisted,
                               copy=args.copy, overwrite=args.overwrite, workers=args.workers,

@@ -24,8 +24,8 @@ VIDEOS_CSV = "predictions_videos.csv"
 CROP_COLUMNS: tuple[str, ...] = (
     "path", "video_id", "group", "frame", "label", "label_id", "score", "predicted", "correct")
 VIDEO_COLUMNS: tuple[str, ...] = (
-    "video_id", "group", "label", "label_id", "crops", "score", "predicted", "correct",
-    "frame_score_min", "frame_score_max")
+    "video_id", "group", "label", "label_id", "crops", "crops_used", "score", "predicted",
+    "correct", "crop_score_min", "crop_score_max")
 LEVELS: tuple[tuple[str, str], ...] = (("crops", "crops (faces)"), ("videos", "videos"))
 METRIC_LABELS = {
     "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
