@@ -42,6 +42,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crop-threshold", type=float, default=None,
                    help="P(fake) at or above which a crop is called fake (frame metrics); "
                         "None: the crop-level threshold stored with the model")
+    p.add_argument("--crops-per-video", type=int, default=None,
+                   help="judge each video on this many of its crops, drawn evenly in time "
+                        "(0: all); None: the K stored in the model's operating point (all for "
+                        "models that store none)")
     p.add_argument("--output", type=Path, default=evaluation.DEFAULT_OUTPUT,
                    help="folder for the figures, reports and prediction tables")
     p.add_argument("--batch-size", type=int, default=scoring.DEFAULT_BATCH_SIZE,
@@ -60,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                                  aggregate=args.aggregate, threshold=args.threshold,
                                  output=args.output, batch_size=args.batch_size,
                                  bootstrap=args.bootstrap, seed=args.seed,
-                                 crop_threshold=args.crop_threshold)
+                                 crop_threshold=args.crop_threshold,
+                                 crops_per_video=args.crops_per_video)
     thr = result["threshold"]
     crop = result["crop_threshold"]
     print(f"threshold {thr['value']:.4f} for videos ({result['aggregation']['rule']} rule) from "
@@ -71,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}"
         print(f"{level}: {lvl['count']} ({lvl['real']} real, {lvl['fake']} fake)  "
               f"accuracy {m['accuracy']:.4f}  ROC-AUC {auc}")
+    op = result["operating_point"]
+    m = op["measured"]
+    print(f"each video judged on {m['crops_per_video'] or 'all its'} crops: {m['crops_used']} "
+          f"used of {m['crops_found']} found; at the threshold FPR {m['fpr']}, TPR {m['tpr']}")
+    if op.get("warning"):
+        print(f"note: {op['warning']}")
     undefined = sorted({k for level in evaluation.LEVELS for k in result[level]["undefined"]})
     if undefined:
         print(f"undefined on this data: {', '.join(undefined)} (reasons in the report)")

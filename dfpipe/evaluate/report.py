@@ -74,6 +74,18 @@ def render_text(result: Mapping[str, Any]) -> str:
     lines.append("             P(fake) >= threshold is called fake")
     lines.append(f"aggregation  {agg['rule']}: {agg['description']}"
                  + (f" (from {agg['source']})" if agg.get("source") else ""))
+    op = result.get("operating_point")
+    if op:
+        m = op["measured"]
+        k = m["crops_per_video"]
+        lines.append(f"per video    {k if k else 'all'} crops drawn evenly in time: "
+                     f"{m['crops_used']} used of {m['crops_found']} found")
+        if op.get("val"):
+            lines.append(f"             at the threshold: FPR {_num(m['fpr'])}, TPR "
+                         f"{_num(m['tpr'])} here; FPR {_num(op['val'].get('fpr'))}, TPR "
+                         f"{_num(op['val'].get('tpr'))} on the validation videos")
+        if op.get("warning"):
+            lines.append(f"             warning: {op['warning']}")
     if boot:
         lines.append(f"bootstrap    {boot['resamples']} resamples, seed {boot['seed']}, "
                      f"{boot['confidence'] * 100:.0f}% percentile intervals; crops and "

@@ -159,6 +159,8 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
         raise PipelineError(f"--batch-size must be at least 1, got {batch_size}")
     if bootstrap < 0:
         raise PipelineError(f"--bootstrap must be 0 (off) or more resamples, got {bootstrap}")
+    if crops_per_video is not None and crops_per_video < 0:
+        raise PipelineError(f"--crops-per-video must be 0 (all) or more, got {crops_per_video}")
     crops = load_split(data_root, split)
     videos = group_videos(crops)
     if not model_path.exists():  # a folder is named as such by read_metadata
