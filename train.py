@@ -104,12 +104,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "made on the fly and labelled fake; pairs share a batch (an odd "
                         "--batch-size is rounded down to pairs); keypoints come from the split "
                         "table, else MTCNN once (cached in landmarks.json beside the split or "
-                        "in --output); validation data is unchanged")
+                        "in --output); validation data is unchanged unless --sbi-val")
     p.add_argument("--sbi-ratio", type=float, default=d["sbi_ratio"],
                    help="with --sbi: share of each epoch's fake examples that are self-blended; "
                         "1 uses no fake crop of the split (a split with only real training "
                         "crops works); R < 1 adds round(N_real*(1-R)/R) of the split's fake "
                         "crops per epoch (0.5: as many as there are real crops)")
+    p.add_argument("--sbi-val", action="store_true",
+                   help="with --sbi: validate on the validation reals and a self-blend of "
+                        "each (seeded, made once) instead of the split's fakes, so neither "
+                        "the checkpoint nor the thresholds see a real fake (default: off, "
+                        "validation uses the split's real and fake videos)")
     p.add_argument("--restart", action="store_true",
                    help="discard an unfinished run's backup in --output and start over "
                         "(without it, the same command resumes that run)")
@@ -131,7 +136,7 @@ def main() -> int:
         precision=args.precision, balance=args.balance, augment=not args.no_augment,
         patience=args.patience, lr_patience=args.lr_patience, seed=args.seed,
         restart=args.restart, aggregate=args.aggregate, sbi=args.sbi,
-        sbi_ratio=args.sbi_ratio)
+        sbi_ratio=args.sbi_ratio, sbi_val=args.sbi_val)
     result = train(config, verbose=1 if sys.stdout.isatty() else 2)
     meta = result.metadata
     print(f"model:      {result.model_path}")

@@ -65,6 +65,11 @@ def render_text(result: Mapping[str, Any]) -> str:
     details = ", ".join(f"{k} {model[k]}" for k in ("backbone", "input_size", "created")
                         if model.get(k) not in (None, ""))
     lines.append(f"model        {model['path']}" + (f" ({details})" if details else ""))
+    validation = model.get("validation") or {}
+    if validation.get("kind") == "self_blended":
+        lines.append("validation   self-blended: the model's checkpoint and thresholds were "
+                     "chosen on validation reals and their self-blends, never on a real fake; "
+                     "its stored validation rates are not this split's val fakes")
     lines.append(f"data         {data['root']}, split '{data['split']}' "
                  f"(videos from {data['source']})")
     lines.append(f"threshold    videos {thr['value']:.4f} from {thr['source']}")

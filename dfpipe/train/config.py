@@ -51,6 +51,7 @@ class TrainConfig:
     aggregate: str = "mean"
     sbi: bool = False
     sbi_ratio: float = 1.0
+    sbi_val: bool = False
     restart: bool = False
 
 
@@ -83,6 +84,9 @@ def resolve(config: TrainConfig) -> TrainConfig:
     if config.sbi and (config.balance == "sampling" or not 0.0 < config.sbi_ratio <= 1.0):
         raise PipelineError("--sbi needs --sbi-ratio in (0, 1] and --balance weights or none "
                             "(pairs come in whole; balanced sampling does not apply)")
+    if config.sbi_val and not config.sbi:
+        raise PipelineError("--sbi-val makes validation fakes by self-blending: it goes with "
+                            "--sbi")
     if config.schedule is not None and config.schedule not in SCHEDULES:
         raise PipelineError(f"unknown schedule '{config.schedule}': use one of "
                             f"{', '.join(SCHEDULES)}")

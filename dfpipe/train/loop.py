@@ -38,9 +38,10 @@ from dfpipe.models.build import (
 )
 from dfpipe.models.registry import Backbone, check_size, get_backbone
 from dfpipe.models.saving import load_model, save_model
+from dfpipe.scoring.crops import score_crops
 from dfpipe.scoring.judge import crop_order, judge_split
 from dfpipe.scoring.operating import choose_operating_point
-from dfpipe.scoring.videos import rates_at
+from dfpipe.scoring.videos import rates_at, score_videos
 from dfpipe.train.callbacks import (
     keras_tensorboard,
     learning_rate_to_logs,
@@ -71,6 +72,7 @@ from dfpipe.train.inputs import (
 from dfpipe.train.metadata import model_metadata, phase_boundary
 from dfpipe.train.resume import RESUME_DIR, RunBackup, RunState
 from dfpipe.train.sbi.inputs import SBITraining, read_sbi_train, sbi_training
+from dfpipe.train.sbi.validation import SBIValidation, sbi_validation
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,14 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
     (out / TRAINING_DONE).unlink(missing_ok=True)  # the monitor reads it as "finished"
     write_training_log(out / TRAINING_LOG, state.history)  # a resumed log: committed epochs only
     keras.utils.set_random_seed(cfg.seed)
-    val_ds = make_dataset(val_crops, feed, global_batch, training=False)
+    sbi_val = sbi_validation(val_crops, cfg.data, out, feed, cfg.seed) if cfg.sbi_val else None
+    if sbi_val is not None:
+        val_ds = sbi_val.dataset(global_batch)
+        val_ids, val_labels, val_order = sbi_val.video_ids, sbi_val.labels, sbi_val.order
+    else:
+        val_ds = make_dataset(val_crops, feed, global_batch, training=False)
+        val_ids, val_labels = [c.video_id for c in val_crops], [c.label for c in val_crops]
+        val_order = [crop_order(c) for c in val_crops]
     run = _Run(cfg, spec, train_crops, val_ds, feed, global_batch, out, backup, verbose, sbi,
                strategy if kind == "multi_worker" else None)
     if not state.finished:
@@ -141,10 +150,8 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
         final = build_classifier(spec, cfg.size, None, cfg.dropout)
         final.load_weights(backup.weights_path(state.best_file or state.weights))
     scores = final.predict(val_ds, verbose=0).reshape(-1).astype(np.float64)
-    val_labels = [c.label for c in val_crops]
-    point = choose_operating_point([c.video_id for c in val_crops], val_labels, scores,
-                                   cfg.aggregate, "train.py --aggregate", cfg.frames_per_video,
-                                   [crop_order(c) for c in val_crops])
+    point = choose_operating_point(val_ids, val_labels, scores, cfg.aggregate,
+                                   "train.py --aggregate", cfg.frames_per_video, val_order)
     threshold = point["threshold"]
     val_auc = _auc(val_labels, scores)
     meta = model_metadata(cfg, spec, precision, replicas, kind, feed, crop, val_auc,
@@ -152,9 +159,13 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
     boundary = phase_boundary(cfg, state)
     meta.update(point, phase_boundary=boundary, quality=quality_rules(report))
     meta["self_blending"] = sbi.settings if sbi else None
+    meta["validation"] = sbi_val.settings if sbi_val else {
+        "kind": "split", "meaning": "the split's validation videos, real and fake"}
     model_path = out / f"{spec.name}_best.h5"
     save_model(final, model_path, meta)
-    meta["operating_point"]["val"] = measure_saved(model_path, val_all, meta, global_batch)
+    meta["operating_point"]["val"] = (
+        measure_saved(model_path, val_all, meta, global_batch) if sbi_val is None
+        else measure_self_blended(model_path, sbi_val, meta, global_batch))
     save_model(final, model_path, meta)  # the same weights, now with the measured rates
     training_curves(out / TRAINING_LOG, out / CURVES_PNG, fine_tune_epoch=boundary)
     write_json_atomic(out / TRAINING_DONE, {"finished": time.time(),
@@ -291,6 +302,23 @@ def measure_saved(model_path: Path, val_crops: Sequence[Any], meta: dict[str, An
     rates = rates_at(labels, [s.score for s in by_video.values()], op["threshold"])
     return {"videos": len(by_video), **rates,
             "measured_on": "the saved model, with evaluate's scorer"}
+
+
+def measure_self_blended(model_path: Path, val: SBIValidation, meta: dict[str, Any],
+                         batch_size: int) -> dict[str, Any]:
+    """The operating point's rates on the self-blended validation, with the saved model
+    (made on the fly, so ``evaluate.py --split val``, which scores the split's real fakes,
+    gives other figures: the metadata says so)."""
+    model, _ = load_model(model_path)
+    op = meta["operating_point"]
+    scores = score_crops(model, list(val.images), batch_size)
+    by_video = score_videos(val.video_ids, val.order, scores, op["rule"], op["crops_per_video"])
+    label_of = dict(zip(val.video_ids, val.labels, strict=True))
+    rates = rates_at([label_of[v] for v in by_video], [s.score for s in by_video.values()],
+                     op["threshold"])
+    return {"videos": len(by_video), **rates,
+            "measured_on": "the saved model, on the self-blended validation (not the split's "
+                           "fakes: evaluate.py --split val measures those instead)"}
 
 
 def _auc(labels: Sequence[int], scores: np.ndarray) -> float:

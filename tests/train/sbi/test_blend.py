@@ -268,3 +268,27 @@ def test_cli_passes_the_sbi_options_and_errors_in_one_line(tmp_path: Path) -> No
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1].startswith("error: --sbi-ratio 0.5 mixes in")
+
+
+def test_sbi_val_never_reads_a_real_fake_and_says_which_validation_it_used(
+        tmp_path: Path) -> None:
+    from dfpipe.train.config import TrainConfig
+    from dfpipe.train.loop import train
+
+    root = real_only_split(tmp_path / "split")
+    for crop in load_split(root, "val"):
+        if crop.label == 1:
+            crop.path.write_bytes(b"not an image: reading it would stop training")
+    config = TrainConfig(data=root, output=tmp_path / "m", backbone="tiny", weights="none",
+                         size=64, batch_size=4, epochs=1, sbi=True, sbi_val=True)
+    meta = train(config, verbose=0).metadata
+    assert meta["validation"]["kind"] == "self_blended"
+    assert meta["validation"]["real_crops"] == meta["validation"]["self_blended_crops"] == 4
+    assert meta["validation"]["split_fakes_left_out"] == 4
+    assert meta["operating_point"]["val"]["videos"] == 4  # two reals and their two blends
+    assert "self-blended validation" in meta["operating_point"]["val"]["measured_on"]
+    with pytest.raises(PipelineError, match="cannot read image"):
+        train(TrainConfig(data=root, output=tmp_path / "m2", backbone="tiny", weights="none",
+                          size=64, batch_size=4, epochs=1, sbi=True), verbose=0)
+    with pytest.raises(PipelineError, match="--sbi-val .* goes with --sbi"):
+        train(TrainConfig(data=root, output=tmp_path / "m3", sbi_val=True), verbose=0)
