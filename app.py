@@ -52,6 +52,10 @@ def _analysis_options(p: argparse.ArgumentParser) -> None:
                    help="score N evenly spaced frames instead of every Nth")
     p.add_argument("--batch-size", type=int, default=scoring.DEFAULT_BATCH_SIZE,
                    help="crops per model call")
+    p.add_argument("--tta", choices=scoring.TTA_MODES, default=None,
+                   help="test-time augmentation: flip scores each crop as the mean of it and "
+                        "its mirror image (twice the model calls); None: the model's operating "
+                        "point's, else none")
     defaults = WebConfig()
     p.add_argument("--max-frames", type=int, default=defaults.max_frames,
                    help="frames decoded per video, whatever its header claims; a longer video "
@@ -141,7 +145,7 @@ def _analyzer(args: argparse.Namespace):
 
     return Analyzer.load(args.model, detector=args.detector, aggregate=args.aggregate,
                          threshold=args.threshold, every=args.every, frames=args.frames,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, tta=args.tta)
 
 
 def serve(args: argparse.Namespace) -> int:

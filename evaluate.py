@@ -46,6 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="judge each video on this many of its crops, drawn evenly in time "
                         "(0: all); None: the K stored in the model's operating point (all for "
                         "models that store none)")
+    p.add_argument("--tta", choices=scoring.TTA_MODES, default=None,
+                   help="test-time augmentation: flip scores each crop as the mean of it and "
+                        "its mirror image (twice the model calls); None: the model's operating "
+                        "point's, else none")
     p.add_argument("--output", type=Path, default=evaluation.DEFAULT_OUTPUT,
                    help="folder for the figures, reports and prediction tables")
     p.add_argument("--batch-size", type=int, default=scoring.DEFAULT_BATCH_SIZE,
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                                  output=args.output, batch_size=args.batch_size,
                                  bootstrap=args.bootstrap, seed=args.seed,
                                  crop_threshold=args.crop_threshold,
-                                 crops_per_video=args.crops_per_video)
+                                 crops_per_video=args.crops_per_video, tta=args.tta)
     thr = result["threshold"]
     crop = result["crop_threshold"]
     print(f"threshold {thr['value']:.4f} for videos ({result['aggregation']['rule']} rule) from "

@@ -86,8 +86,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "else float32; the saved model is float32 either way")
     p.add_argument("--balance", default=d["balance"], choices=BALANCE_MODES,
                    help="class balance: loss weights, balanced sampling, or none")
+    p.add_argument("--augment", default=d["augment"],
+                   help="training augmentation strength: none, light (0.5), full (1, the "
+                        "published recipe) or a number in [0, 1] that scales every "
+                        "probability but the flip's and every range; unset: the backbone's "
+                        "(full for every backbone today); validation is never augmented")
     p.add_argument("--no-augment", action="store_true",
-                   help="turn training augmentation off (validation is never augmented)")
+                   help="the same as --augment none")
     p.add_argument("--patience", type=int, default=d["patience"],
                    help="epochs without a better val AUC before stopping a phase")
     p.add_argument("--lr-patience", type=int, default=d["lr_patience"],
@@ -133,7 +138,8 @@ def main() -> int:
         epochs=args.epochs, lr=args.lr, fine_tune_lr=args.fine_tune_lr, dropout=args.dropout,
         unfreeze=args.unfreeze, weight_decay=args.weight_decay, schedule=args.schedule,
         freeze_bn=args.freeze_bn, frames_per_video=args.frames_per_video,
-        precision=args.precision, balance=args.balance, augment=not args.no_augment,
+        precision=args.precision, balance=args.balance,
+        augment="none" if args.no_augment else args.augment,
         patience=args.patience, lr_patience=args.lr_patience, seed=args.seed,
         restart=args.restart, aggregate=args.aggregate, sbi=args.sbi,
         sbi_ratio=args.sbi_ratio, sbi_val=args.sbi_val)

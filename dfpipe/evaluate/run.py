@@ -145,7 +145,7 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
              output: Path = DEFAULT_OUTPUT, batch_size: int = DEFAULT_BATCH_SIZE,
              bootstrap: int = metrics.DEFAULT_RESAMPLES, seed: int = 0,
              progress: bool = True, crop_threshold: float | None = None,
-             crops_per_video: int | None = None) -> dict[str, Any]:
+             crops_per_video: int | None = None, tta: str | None = None) -> dict[str, Any]:
     """Score every crop of ``split``, aggregate per video, write figures and reports.
 
     The rule, the crops each video is judged on and the thresholds default to the model's
@@ -173,8 +173,9 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
     log.info("scoring %d crops of %d videos from %s/%s", len(crops), len(videos), data_root, split)
 
     k = point.crops_per_video if crops_per_video is None else int(crops_per_video)
+    tta = tta or (point.block or {}).get("tta") or "none"
     scores, by_video = judge_split(model, crops, aggregate, k, feed_size_of(meta), batch_size,
-                                   progress)
+                                   progress, tta)
     y_crops = np.array([c.label for c in crops])
     y_videos = np.array([v.label for v in videos])
     s_videos = np.array([by_video[v.video_id].score for v in videos])
@@ -193,6 +194,7 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
         "threshold": {"value": thr, "source": point.threshold_source, "level": "videos"},
         "crop_threshold": {"value": crop_thr, "source": point.crop_threshold_source,
                            "level": "crops"},
+        "tta": tta,
         "aggregation": {"rule": aggregate, "description": (rule.__doc__ or "").splitlines()[0],
                         "source": point.aggregate_source},
         "operating_point": operating_point_result(point, k, split, y_videos, s_videos,

@@ -71,7 +71,8 @@ class TrainDefaults:
     ``unfreeze`` backbone layers (-1: all) train at ``lr`` with AdamW (``weight_decay``,
     decoupled as in Keras and torch.optim.AdamW: each step shrinks weights by lr x wd) and the
     ``schedule`` (cosine decay over the phase, or cuts on a validation plateau).
-    ``freeze_bn`` keeps batch norm frozen whatever the batch size.
+    ``freeze_bn`` keeps batch norm frozen whatever the batch size. ``augment`` is the
+    training augmentation's strength in [0, 1] (1: the published recipe's).
     """
 
     head_epochs: int
@@ -83,6 +84,7 @@ class TrainDefaults:
     weight_decay: float
     schedule: str
     freeze_bn: bool = False
+    augment: float = 1.0
 
 
 @dataclass(frozen=True)

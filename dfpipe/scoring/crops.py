@@ -29,13 +29,22 @@ CONFIDENT_FAKE_DIVISOR = 2.5
 CONFIDENT_REAL_FRACTION = 0.9
 
 
+TTA_MODES: tuple[str, ...] = ("none", "flip")
+
+
 def score_crops(model: Any, images: Iterable[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE,
-                total: int | None = None, progress: bool = False) -> np.ndarray:
+                total: int | None = None, progress: bool = False,
+                tta: str = "none") -> np.ndarray:
     """P(fake) for each crop, in order, predicting batches of equal-size crops in inference mode.
 
     ``images`` may be a generator, so a large split is never held in memory at once;
     a batch is cut early when the crop size changes, since only equal shapes stack.
+    ``tta="flip"``: a crop's score is the mean of its own and its mirror image's (twice the
+    model calls; a face is no more fake mirrored).
     """
+    if tta not in TTA_MODES:
+        raise PipelineError(f"unknown test-time augmentation {tta!r}: use one of "
+                            f"{', '.join(TTA_MODES)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     scores: list[np.ndarray] = []
@@ -44,14 +53,21 @@ def score_crops(model: Any, images: Iterable[np.ndarray], batch_size: int = DEFA
         for image in images:
             image = _check_image(image)
             if batch and (len(batch) == batch_size or image.shape != batch[0].shape):
-                scores.append(_predict(model, batch))
+                scores.append(_predict_tta(model, batch, tta))
                 bar.update(len(batch))
                 batch = []
             batch.append(image)
         if batch:
-            scores.append(_predict(model, batch))
+            scores.append(_predict_tta(model, batch, tta))
             bar.update(len(batch))
     return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float64)
+
+
+def _predict_tta(model: Any, batch: list[np.ndarray], tta: str) -> np.ndarray:
+    scores = _predict(model, batch)
+    if tta == "flip":
+        scores = (scores + _predict(model, [image[:, ::-1] for image in batch])) / 2.0
+    return scores
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

@@ -42,12 +42,13 @@ def crop_order(crop: Crop) -> tuple[float, str]:
 
 def judge_split(model: Any, crops: Sequence[Crop], rule: str, crops_per_video: int,
                 feed: int | None, batch_size: int = DEFAULT_BATCH_SIZE,
-                progress: bool = False) -> tuple[np.ndarray, dict[str, VideoScore]]:
+                progress: bool = False, tta: str = "none"
+                ) -> tuple[np.ndarray, dict[str, VideoScore]]:
     """Every crop's P(fake), and each video's score from ``crops_per_video`` of its crops
-    drawn evenly in time (0: all) by ``rule``."""
+    drawn evenly in time (0: all) by ``rule``; ``tta`` as in :func:`score_crops`."""
     paths = [c.path for c in crops]
     scores = score_crops(model, read_images(paths, batch_size, feed), batch_size,
-                         total=len(paths), progress=progress)
+                         total=len(paths), progress=progress, tta=tta)
     videos = score_videos([c.video_id for c in crops], [crop_order(c) for c in crops], scores,
                           rule, crops_per_video)
     return scores, videos

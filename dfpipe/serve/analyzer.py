@@ -71,7 +71,8 @@ class Analyzer:
     def __init__(self, model: Any, metadata: dict[str, Any], *, model_path: Path | None = None,
                  detector: str | None = None, aggregate: str | None = None,
                  threshold: float | None = None, every: int | None = None,
-                 frames: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+                 frames: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 tta: str | None = None) -> None:
         if batch_size < 1:
             raise PipelineError(f"--batch-size must be at least 1, got {batch_size}")
         self.model = model
@@ -83,6 +84,7 @@ class Analyzer:
         self.threshold, self.threshold_source = point.threshold, point.threshold_source
         self.crop_threshold, self.rule = point.crop_threshold, point.aggregate
         self.crops_per_video = point.crops_per_video
+        self.tta = tta or (point.block or {}).get("tta") or "none"
         self.feed = feed_size_of(metadata)
         self.quality = quality.rules_of(metadata)
         self.crop_unknown = unknown_crop_settings(metadata)
@@ -181,7 +183,8 @@ class Analyzer:
         def classify() -> None:
             t0 = time.perf_counter()
             with self.model_lock:
-                scores.extend(float(v) for v in score_crops(self.model, pending, self.batch_size))
+                scores.extend(float(v) for v in score_crops(self.model, pending,
+                                                            self.batch_size, tta=self.tta))
             timing["classify_s"] += time.perf_counter() - t0
             pending.clear()
 
@@ -282,7 +285,7 @@ class Analyzer:
                             f"{self.trained_detector} crops")
         result: dict[str, Any] = {
             "video": video, "threshold": self.threshold,
-            "threshold_source": self.threshold_source, "aggregate": self.rule,
+            "threshold_source": self.threshold_source, "aggregate": self.rule, "tta": self.tta,
             "settings": {"detector": s.detector, **s.record()},
             "settings_source": self.settings_source, "model": _model_summary(self),
             "quality_rules": self.metadata.get("quality"), "crop_unknown": self.crop_unknown,

@@ -17,6 +17,7 @@ from dfpipe.core.errors import PipelineError
 from dfpipe.models.registry import SCHEDULES, get_backbone
 from dfpipe.scoring.crops import aggregator
 from dfpipe.train.devices import PRECISIONS
+from dfpipe.train.inputs import augment_strength
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class TrainConfig:
     frames_per_video: int = 32
     precision: str = "auto"
     balance: str = "weights"
-    augment: bool = True
+    augment: str | float | None = None  # none, light, full or a strength; None: the backbone's
     patience: int = 4
     lr_patience: int = 2
     lr_factor: float = 0.3
@@ -104,6 +105,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
         lr=given(config.lr, d.head_lr), fine_tune_lr=given(config.fine_tune_lr, d.lr),
         dropout=given(config.dropout, d.dropout), unfreeze=given(config.unfreeze, d.unfreeze),
         weight_decay=given(config.weight_decay, d.weight_decay),
+        augment=augment_strength(given(config.augment, d.augment)),
         schedule=given(config.schedule, d.schedule), freeze_bn=given(config.freeze_bn,
                                                                     d.freeze_bn))
     if weights is None:

@@ -83,22 +83,45 @@ def class_weights(labels: Sequence[int]) -> dict[int, float]:
     return {int(c): float(w) for c, w in zip(classes, weights, strict=True)}
 
 
-def build_augmenter(seed: int | None = None) -> A.Compose:
-    """The training augmentations of DeepfakeBench's recipe, plus a little sensor noise.
+AUGMENT_LEVELS: dict[str, float] = {"none": 0.0, "light": 0.5, "full": 1.0}
 
-    Flip p 0.5; a detector box a few pixels off (shift/scale, rotation +-10 degrees) p 0.5;
-    blur p 0.5 with kernels 3-7; noise p 0.2; brightness/contrast +-0.1 p 0.5; and last, as a
-    re-uploaded video meets it, JPEG re-compression at quality 40-100 p 0.5. None changes
-    whether a face is fake.
+
+def augment_strength(value: str | float | bool) -> float:
+    """An ``--augment`` value as a strength in [0, 1]: none, light (0.5), full, or a number."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    text = str(value).strip().lower()
+    if text in AUGMENT_LEVELS:
+        return AUGMENT_LEVELS[text]
+    try:
+        strength = float(text)
+    except ValueError:
+        strength = -1.0
+    if not 0.0 <= strength <= 1.0:
+        raise PipelineError(f"--augment {value!r}: use none, light, full or a strength in [0, 1]")
+    return strength
+
+
+def build_augmenter(strength: float = 1.0, seed: int | None = None) -> A.Compose:
+    """The training augmentations of DeepfakeBench's recipe, plus a little sensor noise, at a
+    strength in (0, 1] (1: the recipe).
+
+    At strength 1: flip p 0.5; a detector box a few pixels off (shift/scale, rotation +-10
+    degrees) p 0.5; blur p 0.5 with kernels 3-7; noise p 0.2; brightness/contrast +-0.1 p 0.5;
+    and last, as a re-uploaded video meets it, JPEG re-compression at quality 40-100 p 0.5.
+    A lower strength scales every probability but the flip's and every range (a small net
+    that underfits learns more from cleaner images). None changes whether a face is fake.
     """
+    s = float(strength)
     return A.Compose([
         A.HorizontalFlip(p=0.5),
-        A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-10, 10),
-                 border_mode=cv2.BORDER_REFLECT_101, p=0.5),
-        A.OneOf([A.GaussianBlur(blur_limit=(3, 7)), A.MotionBlur(blur_limit=(3, 7))], p=0.5),
-        A.GaussNoise(std_range=(0.01, 0.05), p=0.2),
-        A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=0.5),
-        A.ImageCompression(quality_range=(40, 100), p=0.5),
+        A.Affine(scale=(1 - 0.1 * s, 1 + 0.1 * s), translate_percent=(-0.05 * s, 0.05 * s),
+                 rotate=(-10 * s, 10 * s), border_mode=cv2.BORDER_REFLECT_101, p=0.5 * s),
+        A.OneOf([A.GaussianBlur(blur_limit=(3, 7)), A.MotionBlur(blur_limit=(3, 7))],
+                p=0.5 * s),
+        A.GaussNoise(std_range=(0.01 * s, 0.05 * s), p=0.2 * s),
+        A.RandomBrightnessContrast(brightness_limit=0.1 * s, contrast_limit=0.1 * s, p=0.5 * s),
+        A.ImageCompression(quality_range=(int(round(100 - 60 * s)), 100), p=0.5 * s),
     ], seed=seed)
 
 
@@ -116,9 +139,9 @@ class CropLoader:
     """Decode a crop, bring it to the feed size and (training) augment it: the one path every
     training input takes. Called from tf.data worker threads, each keeping its own augmenter."""
 
-    def __init__(self, size: int, augment: bool) -> None:
+    def __init__(self, size: int, augment: float | bool) -> None:
         self.size = size
-        self.augment = augment
+        self.augment = augment_strength(augment)  # 0: off
         self._local = threading.local()
 
     def read(self, path: bytes | str) -> tuple[np.ndarray, int, int]:
@@ -129,11 +152,11 @@ class CropLoader:
 
     def augment_image(self, image: np.ndarray, seed: int) -> np.ndarray:
         """The training augmentation drawn from ``seed`` (the image itself when off)."""
-        if not self.augment:
+        if self.augment <= 0.0:
             return image
         aug = getattr(self._local, "augmenter", None)
         if aug is None:
-            aug = self._local.augmenter = build_augmenter()
+            aug = self._local.augmenter = build_augmenter(self.augment)
         seed_transforms(aug, seed)
         return aug(image=image)["image"]
 
@@ -197,7 +220,7 @@ def epoch_plan(crops: Sequence[Crop], epoch: int, seed: int, frames_per_video: i
 
 
 def make_dataset(crops: Sequence[Crop], size: int, batch_size: int, training: bool,
-                 seed: int = 0, augment: bool = True, balance: str = "weights",
+                 seed: int = 0, augment: float | bool = 1.0, balance: str = "weights",
                  epoch: int = 0, frames_per_video: int | None = None,
                  shard: tuple[int, int] | None = None) -> Any:
     """Batches of (float32 RGB 0..255 images [B,size,size,3], float32 labels [B,1]).
@@ -219,7 +242,7 @@ def make_dataset(crops: Sequence[Crop], size: int, batch_size: int, training: bo
         seeds = np.zeros(len(chosen), dtype=np.int64)
     paths = np.array([str(c.path) for c in chosen])
     labels = np.array([c.label for c in chosen], dtype=np.float32)
-    loader = CropLoader(size, augment=training and augment)
+    loader = CropLoader(size, augment=augment_strength(augment) if training else 0.0)
 
     def load(path: Any, label: Any, item_seed: Any) -> Any:
         image = tf.numpy_function(loader, [path, item_seed], tf.uint8, stateful=False)

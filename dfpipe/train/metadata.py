@@ -55,6 +55,7 @@ def model_metadata(cfg: TrainConfig, spec: Backbone, precision: str, replicas: i
             "batch_norm_trained": batchnorm_trainable(cfg.batch_size, bool(cfg.freeze_bn),
                                                       pretrained),
             "frames_per_video": cfg.frames_per_video, "batch_size": cfg.batch_size,
+            "augment": cfg.augment,
             "backbone_defaults": asdict(spec.training)},
         "preprocessing": {
             "input": "RGB, float, 0..255, any square size (dfpipe.core.images.read_rgb decodes)",

@@ -157,3 +157,22 @@ def test_unknown_rule_and_empty_scores_are_refused():
         with pytest.raises(ValueError, match="empty"):
             fn([])
         assert fn([0.3]) == pytest.approx(0.3), name
+
+
+def test_flip_tta_scores_a_crop_as_the_mean_of_it_and_its_mirror():
+    class LeftHalf:
+        """A 'model' whose score is the mean brightness of the left half, over 255."""
+
+        input_shape = (None, None, None, 3)
+
+        def predict_on_batch(self, x):
+            return x[:, :, : x.shape[2] // 2].mean(axis=(1, 2, 3))[:, None] / 255.0
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[:, :4] = 200  # bright left half, dark right half
+    plain = score_crops(LeftHalf(), [image])
+    flipped = score_crops(LeftHalf(), [image], tta="flip")
+    assert plain[0] == pytest.approx(200 / 255)
+    assert flipped[0] == pytest.approx((200 / 255 + 0.0) / 2)
+    with pytest.raises(PipelineError, match="test-time augmentation 'rotate'"):
+        score_crops(LeftHalf(), [image], tta="rotate")

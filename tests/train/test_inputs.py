@@ -128,6 +128,31 @@ def test_augmentation_follows_the_deepfakebench_recipe() -> None:
     assert tuple(colour.contrast_limit) == (-0.1, 0.1)
 
 
+def test_augmentation_strength_scales_the_recipe_and_is_named_or_a_number(
+        tmp_path: Path) -> None:
+    from dfpipe.train.config import TrainConfig, resolve
+
+    light = {type(t).__name__: t for t in data.build_augmenter(0.5).transforms}
+    assert light["HorizontalFlip"].p == 0.5  # the flip is free: kept whatever the strength
+    assert light["OneOf"].p == 0.25 and light["RandomBrightnessContrast"].p == 0.25
+    assert tuple(light["ImageCompression"].quality_range) == (70, 100)
+    assert tuple(light["RandomBrightnessContrast"].brightness_limit) == (-0.05, 0.05)
+    assert [data.augment_strength(v) for v in ("none", "light", "full", "0.3", True, False)] == [
+        0.0, 0.5, 1.0, 0.3, 1.0, 0.0]
+    with pytest.raises(PipelineError, match="--augment 'strong'"):
+        data.augment_strength("strong")
+    with pytest.raises(PipelineError, match="--augment '1.5'"):
+        data.augment_strength("1.5")
+    assert resolve(TrainConfig(backbone="tiny")).augment == 1.0  # the registry's default
+    assert resolve(TrainConfig(backbone="tiny", augment="light")).augment == 0.5
+    root = write_split(tmp_path / "split", size=16)
+    crops = read_split(root, "train")
+    none = _images(make_dataset(crops, 16, batch_size=4, training=True, seed=3, augment="none"))
+    plain = _images(make_dataset(crops, 16, batch_size=4, training=True, seed=3,
+                                 augment=False))
+    assert np.array_equal(none[0], plain[0])
+
+
 def test_augmentations_draw_independently() -> None:
     aug = data.build_augmenter()
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)

@@ -101,7 +101,7 @@ def settings(sbi_plan: SBIPlan, report: LandmarkReport) -> dict[str, Any]:
 class _UnitLoader(CropLoader):
     """Decode one unit to two images; called from tf.data worker threads."""
 
-    def __init__(self, size: int, augment: bool, landmarks: Landmarks) -> None:
+    def __init__(self, size: int, augment: float, landmarks: Landmarks) -> None:
         super().__init__(size, augment)
         self.landmarks = landmarks
 
@@ -122,7 +122,7 @@ class _UnitLoader(CropLoader):
 
 
 def make_sbi_dataset(crops: Sequence[Crop], landmarks: Landmarks, sbi_plan: SBIPlan, size: int,
-                     seed: int = 0, augment: bool = True) -> Any:
+                     seed: int = 0, augment: float = 1.0) -> Any:
     """Training batches (float32 RGB 0..255 [B, size, size, 3], float32 labels [B, 1]) of
     pairs and split-fake units, shuffled each epoch; B = 2 x ``pairs_per_batch``."""
     import tensorflow as tf
@@ -175,7 +175,7 @@ class SBITraining:
     size: int
     batch_size: int
     seed: int
-    augment: bool
+    augment: float
     frames_per_video: int | None
     labels: list[int]
     settings: dict[str, Any]
