@@ -14,7 +14,9 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--input", type=Path, default=Path("dataset"),
-                   help="dataset folder with real/ and fake/ (videos at any depth below them)")
+                   help="dataset folder with real/ and fake/ (videos at any depth below them), "
+                        "or a benchmark's root as it unpacks: FaceForensics++ (DFD included), "
+                        "Celeb-DF v1/v2, DFDC parts with metadata.json, the DFDC preview")
     p.add_argument("--output", type=Path, default=Path("preprocessed"),
                    help="where crops and the manifest go")
     p.add_argument("--detector", choices=sorted(DETECTORS), default="retinaface",

@@ -24,14 +24,16 @@ import cv2
 from tqdm import tqdm
 
 from dfpipe.core.errors import PipelineError
-from dfpipe.core.labels import CLASS_NAMES, VIDEO_EXTENSIONS
+from dfpipe.core.labels import VIDEO_EXTENSIONS
 from dfpipe.core.manifest import append_record, manifest_name, read_manifests, run_file_name
 from dfpipe.extract import faces as facelib
+from dfpipe.extract import layouts
 from dfpipe.extract.identities import (
     LabelRow,
     connect,
     find_identities,
     is_ungrouped_fake,
+    merge_identities,
     read_labels_csv,
 )
 from dfpipe.extract.video import VideoError, VideoInfo, iter_sampled_frames, open_video
@@ -78,6 +80,9 @@ class VideoJob:
     group_rule: str
     video_id: str
     identities: tuple[str, ...] = ()
+    dataset: str | None = None
+    method: str | None = None
+    compression: str | None = None
 
 
 @dataclass
@@ -101,33 +106,26 @@ def video_id_for(label_rel: Path) -> str:
 
 
 def discover(root: Path, labels_csv: Path | None = None) -> list[VideoJob]:
-    """Every video below ``root/real`` and ``root/fake`` (any depth), with its group."""
+    """Every video of ``root`` (``real/`` and ``fake/`` at any depth, or a benchmark's own
+    layout, :mod:`dfpipe.extract.layouts`), with its group, dataset, method and compression."""
     root = Path(root)
-    if not root.is_dir():
-        raise PipelineError(f"input folder not found: {root}")
-    if not any((root / name).is_dir() for name in CLASS_NAMES):
-        raise PipelineError(f"{root} has neither real/ nor fake/ sub-folder: put videos in "
-                            f"{root}/real and {root}/fake")
+    found = layouts.list_videos(root)
     if labels_csv is None and (root / "labels.csv").is_file():
         labels_csv = root / "labels.csv"
         log.info("using groups from %s", labels_csv)
     labels: dict[str, LabelRow] = read_labels_csv(labels_csv, root) if labels_csv else {}
     jobs = []
-    for name in CLASS_NAMES:
-        base = root / name
-        if not base.is_dir():
-            continue
-        for path in sorted(base.rglob("*")):
-            if path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file():
-                continue
-            rel = path.relative_to(root).as_posix()
-            row = labels.get(rel)
-            if row is not None and row.label is not None and row.label != name:
-                raise PipelineError(f"{labels_csv} labels {rel} as {row.label!r} but it lies "
-                                    f"in {name}/: fix one of them")
-            ids, rule = find_identities(path, name, labels, rel)
-            jobs.append(VideoJob(str(path.resolve()), rel, name, ids[0], rule,
-                                 video_id_for(path.relative_to(base)), tuple(ids)))
+    for video in found:
+        row = labels.get(video.rel)
+        if row is not None and row.label is not None and row.label != video.label:
+            raise PipelineError(f"{labels_csv} labels {video.rel} as {row.label!r} but the "
+                                f"dataset says {video.label}: fix one of them")
+        ids, rule = find_identities(video.path, video.label, labels, video.rel)
+        if video.rule:
+            ids, rule = merge_identities([(ids, rule), (video.identities, video.rule)])
+        jobs.append(VideoJob(str(video.path.resolve()), video.rel, video.label, ids[0], rule,
+                             video_id_for(video.id_rel), tuple(ids), video.dataset,
+                             video.method, video.compression))
     if not jobs:
         raise PipelineError(f"no videos ({', '.join(sorted(VIDEO_EXTENSIONS))}) under "
                             f"{root}/real or {root}/fake")
