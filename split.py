@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dfpipe.core.errors import PipelineError, run_cli
 from dfpipe.split import folder_input as cropfolder
-from dfpipe.split import quality
+from dfpipe.split import grouping, quality
 from dfpipe.split import run as splits
 
 
@@ -39,6 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     how.add_argument("--protocol", type=Path, default=None,
                      help="official split instead of ratios: a folder with FaceForensics++ "
                           "train.json/val.json/test.json, or a CSV with columns group,split")
+    p.add_argument("--group-by", choices=grouping.GROUP_BY, default="identity",
+                   help="identity: a video joins every identity it involves (a fake its target "
+                        "and its source); target: a fake joins its target identity only (for "
+                        "Celeb-DF-style names, where sources chain every person into one "
+                        "group); the report counts the source identities that cross splits")
     p.add_argument("--unlisted", choices=splits.UNLISTED_CHOICES, default="error",
                    help="with --protocol: what to do with groups the protocol does not list "
                         "(error: refuse; drop: leave them out, counted in the report)")
@@ -102,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                               copy=args.copy, overwrite=args.overwrite, workers=args.workers,
                               labels=None if loader else args.labels, loader=loader,
                               allow_ungrouped_fakes=args.allow_ungrouped_fakes,
+                              group_by=args.group_by,
                               crop={"margin": args.margin, "size": args.size,
                                     "detector": args.detector})
     print(splits.report_text(report), end="")
