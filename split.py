@@ -38,7 +38,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                           "in crops and videos while keeping each group whole")
     how.add_argument("--protocol", type=Path, default=None,
                      help="official split instead of ratios: a folder with FaceForensics++ "
-                          "train.json/val.json/test.json, or a CSV with columns group,split")
+                          "train.json/val.json/test.json, a CSV with columns group,split, or a "
+                          "dataset's own test list (Celeb-DF List_of_testing_videos.txt, DFDC "
+                          "preview dataset.json, DFDC metadata.json) or the root holding it: "
+                          "its test videos form the test set exactly, the rest is split into "
+                          "train/val by group (Celeb-DF: by target identity)")
     p.add_argument("--group-by", choices=grouping.GROUP_BY, default="identity",
                    help="identity: a video joins every identity it involves (a fake its target "
                         "and its source); target: a fake joins its target identity only (for "

@@ -20,7 +20,7 @@ from typing import Any
 from dfpipe.core.errors import PipelineError
 from dfpipe.core.splittable import SPLIT_NAMES
 from dfpipe.extract.identities import read_labels_csv
-from dfpipe.split import grouping
+from dfpipe.split import grouping, protocols
 from dfpipe.split.assign import (  # noqa: F401 - re-exported: the stage's public names
     DEFAULT_RATIOS,
     DEFAULT_SEED,
@@ -90,6 +90,9 @@ def run_split(input_dir: Path, output: Path, *, rules: QualityRules | None = Non
         raise PipelineError(f"--unlisted must be one of {', '.join(UNLISTED_CHOICES)}")
     if group_by not in grouping.GROUP_BY:
         raise PipelineError(f"--group-by must be one of {', '.join(grouping.GROUP_BY)}")
+    official = protocols.read_official(protocol) if protocol is not None else None
+    if official is not None:
+        group_by = official.group_by if group_by == "identity" else group_by
     shares = normalize_ratios(ratios) if protocol is None else None
     if loader is not None:
         crops, stats = loader(input_dir)
@@ -98,14 +101,18 @@ def run_split(input_dir: Path, output: Path, *, rules: QualityRules | None = Non
         crops, stats = load_crops(input_dir, label_rows, group_by)
     check_output(input_dir, output, overwrite)
     check_ungrouped(stats["ungrouped_fakes"], allow_ungrouped_fakes)
-    table = read_protocol(protocol) if protocol is not None else None
+    table = read_protocol(protocol) if protocol is not None and official is None else None
     preprocess, crop_source = merge_crop_settings(stats.pop("preprocess"), crop)
     rules, confidence_source = resolve_rules(rules, preprocess)
     kept, removed = filter_crops(crops, input_dir, rules, workers)
     require_both_classes(kept, input_dir, stats, removed, "the quality filter")
     dropped = None
     records = stats.pop("records")
-    if table is None:
+    if official is not None:
+        kept, records, assignment_all, official_report = protocols.assign_official(
+            official, kept, records, normalize_ratios(ratios), seed)
+        assignment = {c.group: assignment_all[c.group] for c in kept}
+    elif table is None:
         grouping.check_collapse(group_sizes(kept), group_by)
         assignment = assign_groups(group_sizes(kept), shares, seed)
         orphans = {v.group for v in records} - set(assignment)
@@ -126,7 +133,7 @@ def run_split(input_dir: Path, output: Path, *, rules: QualityRules | None = Non
     summary = summarize(rows)
     uncovered = dropped_videos(records, kept, crops, assignment_all)
     report = {
-        "input": str(input_dir), "method": "ratios" if table is None else "protocol",
+        "input": str(input_dir), "method": "ratios" if protocol is None else "protocol",
         "seed": seed, "ratios": dict(zip(SPLIT_NAMES, shares, strict=True)) if shares else None,
         "protocol": str(protocol) if protocol is not None else None,
         "labels": str(labels) if labels is not None else None,
@@ -143,7 +150,8 @@ def run_split(input_dir: Path, output: Path, *, rules: QualityRules | None = Non
         "dropped_unlisted": dropped, "splits": summary, "leak_check": {"passed": True, **leak},
         "warnings": class_warnings(summary), "group_by": group_by,
         "target_leak": grouping.source_leak(records, assignment_all)
-        if group_by == "target" else None}
+        if group_by == "target" else None,
+        "official": official_report if official is not None else None}
     for warning in report["warnings"]:
         log.warning("%s", warning)
     write_output(input_dir, output, rows, report, copy=copy, dropped=uncovered)

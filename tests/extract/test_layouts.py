@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import needs_shared
-from layout_support import build_celebdf, build_dfdc, build_dfdcp, build_ffpp
+from layout_support import CentreDetector, build_celebdf, build_dfdc, build_dfdcp, build_ffpp
 
 from dfpipe.core.errors import PipelineError
 from dfpipe.core.manifest import read_manifests
@@ -75,18 +75,9 @@ def test_unknown_layout_and_bad_metadata_are_one_line_errors(tmp_path):
         list_videos(root)
 
 
-class _Centre(facelib.Detector):
-    def __init__(self, min_confidence=0.5):
-        self.min_confidence = min_confidence
-
-    def detect(self, frames):
-        return [[facelib.Face((f.shape[1] * .3, f.shape[0] * .3, f.shape[1] * .6,
-                               f.shape[0] * .6), 0.99)] for f in frames]
-
-
 def test_manifest_records_dataset_method_and_compression(tmp_path, monkeypatch):
     monkeypatch.setitem(facelib.DETECTORS, "centre",
-                        facelib.DetectorSpec(_Centre, {"min_confidence": 0.5}, 4))
+                        facelib.DetectorSpec(CentreDetector, {"min_confidence": 0.5}, 4))
     root = build_ffpp(tmp_path / "ffpp")
     out = tmp_path / "pre"
     run(root, out, Settings(detector="centre", frames=1, size=32), limit=3, max_frames=3)
