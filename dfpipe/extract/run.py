@@ -53,6 +53,7 @@ class Settings:
     detect_max_side: int = facelib.DEFAULT_DETECT_MAX_SIDE
     min_confidence: float | None = None
     faces: str = "largest"
+    preset: str | None = None
 
     def resolved(self) -> Settings:
         """Fill detector-dependent defaults so the record states what was really used."""
@@ -61,11 +62,13 @@ class Settings:
             conf = facelib.default_confidence(self.detector)
         every = None if self.frames else (self.every or 15)
         return Settings(self.detector, every, self.frames, self.margin, self.size,
-                        self.detect_max_side, conf, self.faces)
+                        self.detect_max_side, conf, self.faces, self.preset)
 
     def record(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("detector")
+        if data["preset"] is None:
+            data.pop("preset")  # records made without a preset stay as they were
         return data
 
 
