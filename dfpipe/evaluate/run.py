@@ -23,7 +23,7 @@ from dfpipe.core.files import SPLIT_TABLE, TRAINING_LOG
 from dfpipe.core.images import read_rgb
 from dfpipe.core.labels import CLASS_NAMES
 from dfpipe.core.splittable import Crop, load_split
-from dfpipe.evaluate import figures, metrics, report
+from dfpipe.evaluate import figures, metrics, report, tables, unsplit
 from dfpipe.evaluate.coverage import coverage_summary, read_uncovered, with_uncovered
 from dfpipe.models.saving import load_model, read_metadata
 from dfpipe.scoring.crops import DEFAULT_BATCH_SIZE, aggregate_videos, aggregator, score_crops
@@ -169,7 +169,8 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
         raise PipelineError(f"--batch-size must be at least 1, got {batch_size}")
     if bootstrap < 0:
         raise PipelineError(f"--bootstrap must be 0 (off) or more resamples, got {bootstrap}")
-    crops = load_split(data_root, split)
+    test_only = unsplit.load_test_only(data_root) if unsplit.is_preprocessed(data_root) else None
+    crops = test_only.crops if test_only else load_split(data_root, split)
     videos = group_videos(crops)
     if not model_path.is_file():
         raise PipelineError(f"model file not found: {model_path} (train one with train.py)")
@@ -207,11 +208,13 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
         "bootstrap": ({"resamples": bootstrap, "seed": seed,
                        "confidence": metrics.CONFIDENCE} if bootstrap else None),
     }
+    result["data"]["selection"] = (test_only.describe() if test_only
+                                   else {"protocol": f"split {split}", "videos": len(videos)})
     groups = [v.group for v in videos]
     result["frames"] = _level(y_frames, scores, crop_thr, bootstrap, seed,
                               [c.group for c in crops])
     result["videos"] = _level(y_videos, s_videos, thr, bootstrap, seed, groups)
-    uncovered = read_uncovered(data_root, split)
+    uncovered = test_only.uncovered if test_only else read_uncovered(data_root, split)
     result["coverage"] = coverage_summary(len(videos), uncovered)
     result["videos_uncovered_at_half"] = None
     if uncovered:
@@ -227,8 +230,14 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
         _fine_tune_epoch(meta))
     result["files"] = [report.METRICS_JSON, report.METRICS_TEXT, report.FRAMES_CSV,
                        report.VIDEOS_CSV]
+    result["per_method"] = tables.per_method_rows(
+        [c.video_id for c in crops], y_frames, scores, [v.video_id for v in videos], y_videos,
+        s_videos, uncovered, thr, tables.video_info(data_root))
+    result["files"].append(tables.PER_METHOD_CSV)
     report.write_report(output, result, _frame_rows(crops, scores, crop_thr, data_root),
                         _video_rows(videos, scores, s_videos, thr))
+    tables.write_per_method(output, result["per_method"], output / report.METRICS_TEXT,
+                            result["data"]["selection"]["protocol"])
     return result
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,8 @@ def _read_list(file: Path) -> dict[str, str]:
     return test
 
 
-def _matcher(listed: Iterable[str]):
+def list_matcher(listed: Iterable[str]) -> Callable[[str], str | None]:
+    """relpath -> the list entry it is (the entry, or a path ending in it), else None."""
     by_name: dict[str, list[str]] = {}
     for entry in listed:
         by_name.setdefault(Path(entry).name, []).append(entry)
@@ -120,7 +121,7 @@ def assign_official(protocol: OfficialProtocol, kept: Sequence[FaceCrop],
     its test videos), so every video keeps one split and the leak check still holds; the
     identities both sides share are the protocol's known overlap, counted in the report.
     """
-    match = _matcher(protocol.test)
+    match = list_matcher(protocol.test)
     found: dict[str, str] = {}
     for rec in records:
         entry = match(rec.relpath)
