@@ -86,3 +86,20 @@ def test_a_list_file_names_the_datasets(world, tmp_path):
     (tmp_path / "empty.txt").write_text("# nothing yet\n")
     with pytest.raises(PipelineError, match="names no dataset"):
         expand_data([tmp_path / "empty.txt"])
+
+
+def test_unsplit_ffpp_scores_the_test_pairs_and_tables_per_method(world, tmp_path):
+    from layout_support import build_ffpp
+
+    pre = preprocess_fast(build_ffpp(world["base"] / "FaceForensics++"), tmp_path / "pre")
+    result = evaluation.evaluate(world["model"], pre, output=tmp_path / "out", bootstrap=0,
+                                 progress=False)
+    assert result["data"]["selection"]["protocol"] == "official test pairs splits/test.json " \
+                                                      "(2 pairs)"
+    assert result["videos"]["count"] == 3  # 634, 634_660, 750_743; DFD is in no pair
+    with open(tmp_path / "out" / "per_method.csv", newline="") as fh:
+        table = {(r["level"], r["name"]): r for r in csv.DictReader(fh)}
+    assert set(table) == {("all", "all"), ("method", "FaceSwap"), ("method", "Face2Face"),
+                          ("compression", "c23")}
+    assert (table[("method", "FaceSwap")]["real_videos"],
+            table[("method", "FaceSwap")]["fake_videos"]) == ("1", "1")

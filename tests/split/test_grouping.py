@@ -83,3 +83,18 @@ def test_collapse_check_counts_videos_per_class():
         check_collapse(sizes)
     sizes["c"] = np.array([0, 0, 1, 2])
     check_collapse(sizes)  # 3 of 6 real is exactly half: allowed
+
+
+def test_split_cli_takes_group_by_target(chain, tmp_path, capsys):
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("split_cli", REPO / "split.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    assert cli.main(["--input", str(chain), "--output", str(tmp_path / "o"), "--group-by",
+                     "target", "--workers", "1"]) == 0
+    assert "source identities cross splits" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--group-by", "source"])
