@@ -72,7 +72,7 @@ def detect_layout(root: Path) -> str | None:
 
 
 def list_videos(root: Path) -> list[LayoutVideo]:
-    """Every video of the dataset at ``root``, sorted by relative path."""
+    """Every video of the dataset at ``root``: real/ then fake/, or a benchmark's by path."""
     root = Path(root)
     if not root.is_dir():
         raise PipelineError(f"input folder not found: {root}")
@@ -85,7 +85,8 @@ def list_videos(root: Path) -> list[LayoutVideo]:
             "or the DFDC preview (dataset.json)")
     found = list(LISTERS[layout](root))
     log.info("%s: %d videos in the %s layout", root, len(found), layout)
-    return sorted(found, key=lambda v: v.rel)
+    # real/ before fake/ as always (--limit takes the first N); benchmarks by path
+    return found if layout == "folders" else sorted(found, key=lambda v: v.rel)
 
 
 def _videos(folder: Path) -> Iterator[Path]:
