@@ -2,7 +2,7 @@
 
     python evaluate.py --model models/xception_best.h5 --data preprocessed_split --split test
 
-Writes metrics.json, metrics_report.txt, predictions_frames.csv, predictions_videos.csv and
+Writes metrics.json, metrics_report.txt, predictions_crops.csv, predictions_videos.csv and
 PNG figures to --output. Any folder laid out as <split>/{real,fake}/<video>/<image> can be
 scored, so a second dataset gives cross-dataset results.
 """
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     thr = result["threshold"]
     crop = result["crop_threshold"]
     print(f"threshold {thr['value']:.4f} for videos ({result['aggregation']['rule']} rule) from "
-          f"{thr['source']}; {crop['value']:.4f} for frames from {crop['source']}")
+          f"{thr['source']}; {crop['value']:.4f} for crops from {crop['source']}")
     for level in evaluation.LEVELS:
         lvl = result[level]
         m = lvl["metrics"]

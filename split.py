@@ -21,6 +21,8 @@ from dfpipe.core.errors import PipelineError, run_cli
 from dfpipe.split import folder_input as cropfolder
 from dfpipe.split import grouping, quality
 from dfpipe.split import run as splits
+from dfpipe.split.assign import DEFAULT_RATIOS, DEFAULT_SEED, UNLISTED_CHOICES
+from dfpipe.split.write import report_text
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="folder to create with train/val/test, split.csv and the report")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--ratios", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
-                     default=list(splits.DEFAULT_RATIOS),
+                     default=list(DEFAULT_RATIOS),
                      help="shares of train, val and test (scaled to sum to 1), met per class "
                           "in crops and videos while keeping each group whole")
     how.add_argument("--protocol", type=Path, default=None,
@@ -48,10 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "and its source); target: a fake joins its target identity only (for "
                         "Celeb-DF-style names, where sources chain every person into one "
                         "group); the report counts the source identities that cross splits")
-    p.add_argument("--unlisted", choices=splits.UNLISTED_CHOICES, default="error",
+    p.add_argument("--unlisted", choices=UNLISTED_CHOICES, default="error",
                    help="with --protocol: what to do with groups the protocol does not list "
                         "(error: refuse; drop: leave them out, counted in the report)")
-    p.add_argument("--seed", type=int, default=splits.DEFAULT_SEED,
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
                    help="seed of the group assignment; same input and seed give the same split")
     p.add_argument("--min-face", type=float, default=quality.MIN_FACE,
                    help="drop crops whose face was smaller than this many pixels in the "
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                               group_by=args.group_by,
                               crop={"margin": args.margin, "size": args.size,
                                     "detector": args.detector})
-    print(splits.report_text(report), end="")
+    print(report_text(report), end="")
     print(f"written to {args.output} ({report['link_mode']})")
     return 0
 

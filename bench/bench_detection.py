@@ -38,9 +38,11 @@ sys.path.insert(0, str(REPO))
 
 from dfpipe.core.errors import PipelineError  # noqa: E402
 from dfpipe.core.files import SPLIT_REPORT, SPLIT_TABLE  # noqa: E402
+from dfpipe.core.splittable import SPLIT_NAMES  # noqa: E402
 from dfpipe.split import folder_input as cropfolder  # noqa: E402
 from dfpipe.split import quality  # noqa: E402
 from dfpipe.split import run as splits  # noqa: E402
+from dfpipe.split.assign import DEFAULT_SEED  # noqa: E402
 
 DFDC = REPO.parent / "shared" / "data" / "dfdc_faces"
 RATIOS = (0.7, 0.15, 0.15)
@@ -211,13 +213,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "source": str(args.data), "rows": args.rows, "crops_listed": split_report["filter"][
             "crops_in"], "crops_kept": split_report["filter"]["crops_kept"],
         "split": {"method": "split.py crops-folder input", "group_column": GROUP_COLUMN,
-                  "ratios": dict(zip(splits.SPLIT_NAMES, RATIOS, strict=True)),
+                  "ratios": dict(zip(SPLIT_NAMES, RATIOS, strict=True)),
                   "seed": args.seed, "leak_check": split_report["leak_check"]},
         "filter": {k: split_report["filter"][k] for k in ("min_face", "min_sharpness",
                                                            "min_confidence", "removed")},
         "splits": {s: {k: split_report["splits"][s][k] for k in ("groups", "videos", "crops",
                                                                    "real_crops", "fake_crops")}
-                   for s in splits.SPLIT_NAMES}}
+                   for s in SPLIT_NAMES}}
 
     out = workdir / "model"
     t0 = time.time()
@@ -246,7 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                  batch_size=args.eval_batch_size, bootstrap=args.bootstrap,
                                  seed=args.seed, progress=False)
     eval_minutes = (time.time() - t0) / 60
-    frames = ev["frames"]
+    frames = ev["crops"]
     m = frames["metrics"]
     ci = frames["ci"] or {}
     report["result"] = {
@@ -284,7 +286,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=None,
                    help="folder for the split, model and evaluation (None: a new temp folder); "
                         "a rerun with the same folder reuses the finished split and model")
-    p.add_argument("--seed", type=int, default=splits.DEFAULT_SEED,
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
                    help="seed of the split, the training and the bootstrap")
     p.add_argument("--min-face", type=float, default=0.0,
                    help="split's face-size rule (0: keep every crop, so the test split is the "

@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 log = logging.getLogger(__name__)
 
 DPI = 120
-LEVEL_COLORS = {"frames": "tab:blue", "videos": "tab:orange"}
+LEVEL_COLORS = {"crops": "tab:blue", "videos": "tab:orange"}
 CLASS_COLORS = {REAL: "tab:green", FAKE: "tab:red"}
 
 
@@ -64,7 +64,7 @@ def confusion_matrix(cm: np.ndarray, path: Path, title: str, percent: bool = Fal
 
 def roc_curves(levels: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path,
                title: str = "ROC curve (fake = positive)") -> Path:
-    """ROC curves of several levels (frames, videos) on one chart, AUC in the legend."""
+    """ROC curves of several levels (crops, videos) on one chart, AUC in the legend."""
     fig = Figure(figsize=(5.5, 5), layout="constrained")
     ax = fig.subplots()
     for level, (y, s) in levels.items():

@@ -9,24 +9,24 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dfpipe.core.atomic import write_text_atomic
 from dfpipe.core.labels import CLASS_NAMES
 from dfpipe.evaluate.metrics import METRIC_NAMES
 
 METRICS_JSON = "metrics.json"
 METRICS_TEXT = "metrics_report.txt"
-FRAMES_CSV = "predictions_frames.csv"
+CROPS_CSV = "predictions_crops.csv"
 VIDEOS_CSV = "predictions_videos.csv"
-FRAME_COLUMNS: tuple[str, ...] = (
+CROP_COLUMNS: tuple[str, ...] = (
     "path", "video_id", "group", "frame", "label", "label_id", "score", "predicted", "correct")
 VIDEO_COLUMNS: tuple[str, ...] = (
     "video_id", "group", "label", "label_id", "crops", "score", "predicted", "correct",
     "frame_score_min", "frame_score_max")
-LEVELS: tuple[tuple[str, str], ...] = (("frames", "frames (crops)"), ("videos", "videos"))
+LEVELS: tuple[tuple[str, str], ...] = (("crops", "crops (faces)"), ("videos", "videos"))
 METRIC_LABELS = {
     "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
     "precision": "precision (fake)", "recall": "recall (fake)", "f1": "F1 (fake)",
@@ -35,19 +35,9 @@ METRIC_LABELS = {
 }
 
 
-def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def write_json(path: Path, data: Mapping[str, Any]) -> Path:
     """metrics.json: strict JSON (an undefined value is null, never NaN)."""
-    return write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    return write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Path:
@@ -56,7 +46,7 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, An
     writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return write_text(path, buf.getvalue())
+    return write_text_atomic(path, buf.getvalue())
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -80,13 +70,13 @@ def render_text(result: Mapping[str, Any]) -> str:
     lines.append(f"threshold    videos {thr['value']:.4f} from {thr['source']}")
     crop = result.get("crop_threshold")
     if crop:
-        lines.append(f"             frames {crop['value']:.4f} from {crop['source']}")
+        lines.append(f"             crops  {crop['value']:.4f} from {crop['source']}")
     lines.append("             P(fake) >= threshold is called fake")
     lines.append(f"aggregation  {agg['rule']}: {agg['description']}"
                  + (f" (from {agg['source']})" if agg.get("source") else ""))
     if boot:
         lines.append(f"bootstrap    {boot['resamples']} resamples, seed {boot['seed']}, "
-                     f"{boot['confidence'] * 100:.0f}% percentile intervals; frames and "
+                     f"{boot['confidence'] * 100:.0f}% percentile intervals; crops and "
                      "videos are resampled whole identity groups at a time")
     else:
         lines.append("bootstrap    off (no confidence intervals)")
@@ -102,7 +92,7 @@ def render_text(result: Mapping[str, Any]) -> str:
         lvl = result[key]
         lines.append(f"  {name:16}{lvl['count']:>8}{lvl['real']:>8}{lvl['fake']:>8}")
     lines += ["", "Metrics (fake = positive class; 95% bootstrap interval in brackets)",
-              f"  {'metric':20}{'frames':>8}  {'':20}{'videos':>8}"]
+              f"  {'metric':20}{'crops':>8}  {'':20}{'videos':>8}"]
     for name in METRIC_NAMES:
         cells = []
         for key, _ in LEVELS:
@@ -141,13 +131,13 @@ def render_text(result: Mapping[str, Any]) -> str:
 
 
 def write_report(output: Path, result: Mapping[str, Any],
-                 frame_rows: Iterable[Mapping[str, Any]],
+                 crop_rows: Iterable[Mapping[str, Any]],
                  video_rows: Iterable[Mapping[str, Any]]) -> list[Path]:
     """Write the four report files into ``output``; returns their paths."""
     output = Path(output)
     return [
-        write_csv(output / FRAMES_CSV, FRAME_COLUMNS, frame_rows),
+        write_csv(output / CROPS_CSV, CROP_COLUMNS, crop_rows),
         write_csv(output / VIDEOS_CSV, VIDEO_COLUMNS, video_rows),
         write_json(output / METRICS_JSON, result),
-        write_text(output / METRICS_TEXT, render_text(result)),
+        write_text_atomic(output / METRICS_TEXT, render_text(result)),
     ]

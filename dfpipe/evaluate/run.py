@@ -36,10 +36,10 @@ DEFAULT_OUTPUT = Path("evaluation_results")
 DEFAULT_SPLIT = "test"
 
 READ_WORKERS = 4
-LEVELS: tuple[str, str] = ("frames", "videos")
+LEVELS: tuple[str, str] = ("crops", "videos")
 FIGURE_FILES: dict[str, str] = {
-    "confusion_frames_counts": "confusion_matrix_frames_counts.png",
-    "confusion_frames_percent": "confusion_matrix_frames_percent.png",
+    "confusion_crops_counts": "confusion_matrix_crops_counts.png",
+    "confusion_crops_percent": "confusion_matrix_crops_percent.png",
     "confusion_videos_counts": "confusion_matrix_videos_counts.png",
     "confusion_videos_percent": "confusion_matrix_videos_percent.png",
     "roc": "roc_curves.png",
@@ -126,13 +126,13 @@ def _draw(output: Path, levels: dict[str, tuple[np.ndarray, np.ndarray]],
             what = "percent of each true class" if percent else "counts"
             drawn.append(figures.confusion_matrix(
                 cm, output / name, f"Confusion matrix, {level} ({what})", percent=percent))
-    if "roc_auc" in result["frames"]["undefined"]:
+    if "roc_auc" in result["crops"]["undefined"]:
         for key in ("roc", "pr"):
-            skipped[FIGURE_FILES[key]] = result["frames"]["undefined"]["roc_auc"]
+            skipped[FIGURE_FILES[key]] = result["crops"]["undefined"]["roc_auc"]
     else:
         drawn.append(figures.roc_curves(levels, output / FIGURE_FILES["roc"]))
         drawn.append(figures.pr_curves(levels, output / FIGURE_FILES["pr"]))
-    cuts = {"frames": result["crop_threshold"]["value"], "videos": result["threshold"]["value"]}
+    cuts = {"crops": result["crop_threshold"]["value"], "videos": result["threshold"]["value"]}
     drawn.append(figures.score_histograms({k: levels[k] for k in LEVELS}, cuts,
                                           output / FIGURE_FILES["histograms"]))
     drawn.append(figures.reliability_diagram(
@@ -160,7 +160,7 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
     """Score every crop of ``split``, aggregate per video, write figures and reports.
 
     The rule and thresholds default to the model's (video threshold for videos, crop
-    threshold for frames). Returns the dict written to metrics.json.
+    threshold for crops). Returns the dict written to metrics.json.
     """
     model_path, data_root, output = Path(model_path), Path(data_root), Path(output)
     if aggregate is not None:
@@ -186,10 +186,10 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
                          progress=progress)
     video_ids = [c.video_id for c in crops]
     by_video = aggregate_videos(video_ids, scores, aggregate)
-    y_frames = np.array([c.label for c in crops])
+    y_crops = np.array([c.label for c in crops])
     y_videos = np.array([v.label for v in videos])
     s_videos = np.array([by_video[v.video_id] for v in videos])
-    levels = {"frames": (y_frames, scores), "videos": (y_videos, s_videos)}
+    levels = {"crops": (y_crops, scores), "videos": (y_videos, s_videos)}
 
     training_log = model_path.parent / TRAINING_LOG
     result: dict[str, Any] = {
@@ -202,7 +202,7 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
                  "source": SPLIT_TABLE if (data_root / SPLIT_TABLE).is_file() else "folders"},
         "threshold": {"value": thr, "source": point.threshold_source, "level": "videos"},
         "crop_threshold": {"value": crop_thr, "source": point.crop_threshold_source,
-                           "level": "frames"},
+                           "level": "crops"},
         "aggregation": {"rule": aggregate, "description": (rule.__doc__ or "").splitlines()[0],
                         "source": point.aggregate_source},
         "bootstrap": ({"resamples": bootstrap, "seed": seed,
@@ -211,7 +211,7 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
     result["data"]["selection"] = (test_only.describe() if test_only
                                    else {"protocol": f"split {split}", "videos": len(videos)})
     groups = [v.group for v in videos]
-    result["frames"] = _level(y_frames, scores, crop_thr, bootstrap, seed,
+    result["crops"] = _level(y_crops, scores, crop_thr, bootstrap, seed,
                               [c.group for c in crops])
     result["videos"] = _level(y_videos, s_videos, thr, bootstrap, seed, groups)
     uncovered = test_only.uncovered if test_only else read_uncovered(data_root, split)
@@ -225,23 +225,24 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
             log.warning("%s: %s undefined: %s", level, name, reason)
 
     output.mkdir(parents=True, exist_ok=True)
+    result["frames"] = result["crops"]  # the old name of the crop level, for older readers
     result["figures"], result["skipped_figures"] = _draw(
         output, levels, result, training_log if training_log.is_file() else None,
         _fine_tune_epoch(meta))
-    result["files"] = [report.METRICS_JSON, report.METRICS_TEXT, report.FRAMES_CSV,
+    result["files"] = [report.METRICS_JSON, report.METRICS_TEXT, report.CROPS_CSV,
                        report.VIDEOS_CSV]
     result["per_method"] = tables.per_method_rows(
-        [c.video_id for c in crops], y_frames, scores, [v.video_id for v in videos], y_videos,
+        [c.video_id for c in crops], y_crops, scores, [v.video_id for v in videos], y_videos,
         s_videos, uncovered, thr, tables.video_info(data_root))
     result["files"].append(tables.PER_METHOD_CSV)
-    report.write_report(output, result, _frame_rows(crops, scores, crop_thr, data_root),
+    report.write_report(output, result, _crop_rows(crops, scores, crop_thr, data_root),
                         _video_rows(videos, scores, s_videos, thr))
     tables.write_per_method(output, result["per_method"], output / report.METRICS_TEXT,
                             result["data"]["selection"]["protocol"])
     return result
 
 
-def _frame_rows(crops: Sequence[Crop], scores: np.ndarray, threshold: float,
+def _crop_rows(crops: Sequence[Crop], scores: np.ndarray, threshold: float,
                 root: Path) -> Iterator[dict[str, Any]]:
     predicted = metrics.predict(scores, threshold)
     for crop, score, pred in zip(crops, scores, predicted, strict=True):

@@ -8,7 +8,6 @@ moment therefore resumes without redoing a finished video or keeping a half one.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -23,6 +22,7 @@ from typing import Any
 import cv2
 from tqdm import tqdm
 
+from dfpipe.core.atomic import write_json_atomic
 from dfpipe.core.errors import PipelineError
 from dfpipe.core.labels import VIDEO_EXTENSIONS
 from dfpipe.core.manifest import append_record, manifest_name, read_manifests, run_file_name
@@ -280,12 +280,6 @@ def _work(job: VideoJob) -> dict[str, Any]:
 
 # -- the run -------------------------------------------------------------------------------
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _check_settings(existing: list[dict[str, Any]], settings: Settings) -> None:
     for rec in existing:
         if rec.get("settings") != settings.record() or rec.get("detector") != settings.detector:
@@ -334,7 +328,7 @@ def run(input_root: Path, output_root: Path, settings: Settings, workers: int = 
                 "started": time.time(), "finished": None, "detector": settings.detector,
                 "settings": settings.record(), "input": str(Path(input_root).resolve()),
                 "max_frames": max_frames}
-    _write_json_atomic(run_file, run_info)
+    write_json_atomic(run_file, run_info, sort_keys=True)
     log.info("%d videos in this share, %d already done, %d to do with %d worker(s)",
              len(jobs), summary.skipped, len(todo), workers)
     start = time.perf_counter()
@@ -349,7 +343,7 @@ def run(input_root: Path, output_root: Path, settings: Settings, workers: int = 
                                   f"{record['message']}")
     summary.seconds = time.perf_counter() - start
     run_info["finished"] = time.time()
-    _write_json_atomic(run_file, run_info)
+    write_json_atomic(run_file, run_info, sort_keys=True)
     return summary
 
 

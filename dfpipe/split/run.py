@@ -21,7 +21,7 @@ from dfpipe.core.errors import PipelineError
 from dfpipe.core.splittable import SPLIT_NAMES
 from dfpipe.extract.identities import read_labels_csv
 from dfpipe.split import grouping, protocols
-from dfpipe.split.assign import (  # noqa: F401 - re-exported: the stage's public names
+from dfpipe.split.assign import (
     DEFAULT_RATIOS,
     DEFAULT_SEED,
     UNLISTED_CHOICES,
@@ -33,7 +33,7 @@ from dfpipe.split.assign import (  # noqa: F401 - re-exported: the stage's publi
     protocol_splits,
     read_protocol,
 )
-from dfpipe.split.checks import (  # noqa: F401
+from dfpipe.split.checks import (
     check_no_leak,
     check_ungrouped,
     class_warnings,
@@ -43,12 +43,10 @@ from dfpipe.split.checks import (  # noqa: F401
     make_rows,
     summarize,
 )
-from dfpipe.split.manifest_input import load_crops, preprocess_settings, require_both_classes  # noqa: F401
+from dfpipe.split.manifest_input import load_crops, require_both_classes
 from dfpipe.split.quality import MIN_CONFIDENCE, FaceCrop, QualityRules, filter_crops
-from dfpipe.split.write import (  # noqa: F401
-    COLUMNS,
+from dfpipe.split.write import (
     check_output,
-    report_text,
     write_output,
 )
 

@@ -87,7 +87,7 @@ def test_bench_scores_the_held_out_test_split(tmp_path: Path) -> None:
     test_rows = {r["path"]: int(r["label_id"]) for r in table if r["split"] == "test"}
     assert result["crops"] == len(test_rows) == report["data"]["splits"]["test"]["crops"]
 
-    with open(work / "eval" / "predictions_frames.csv", newline="", encoding="utf-8") as fh:
+    with open(work / "eval" / "predictions_crops.csv", newline="", encoding="utf-8") as fh:
         scored = list(csv.DictReader(fh))
     assert {r["path"] for r in scored} == set(test_rows)
     auc = roc_auc_score([test_rows[r["path"]] for r in scored], [float(r["score"]) for r in scored])

@@ -31,7 +31,7 @@ def make_result(one_class: bool = False) -> dict[str, Any]:
         "threshold": {"value": 0.5, "source": "the model metadata (validation: youden)"},
         "aggregation": {"rule": "mean", "description": "Plain average."},
         "bootstrap": {"resamples": 50, "seed": 0, "confidence": 0.95},
-        "frames": frames, "videos": videos,
+        "crops": frames, "videos": videos,
         "figures": ["roc_curves.png"], "skipped_figures": {"training_curves.png": "no log"},
         "files": [report.METRICS_JSON],
     }
@@ -54,18 +54,18 @@ def test_text_report_numbers_equal_metrics_json(tmp_path, one_class):
     text = (tmp_path / report.METRICS_TEXT).read_text()
     for name, label in report.METRIC_LABELS.items():
         want = []
-        for level in ("frames", "videos"):
+        for level in ("crops", "videos"):
             want += fmt(data[level]["metrics"][name])
             ci = (data[level]["ci"] or {}).get(name)
             want += [f"{v:.4f}" for v in ci] if ci else []
         assert metric_tokens(text, label) == want, name
-    for level, title in (("frames", "frames (crops)"), ("videos", "videos")):
+    for level, title in (("crops", "crops (faces)"), ("videos", "videos")):
         lvl = data[level]
         counts = next(ln for ln in text.splitlines() if ln.startswith(f"  {title}  ")
                       and "pred" not in ln)
         assert counts.split()[-3:] == [str(lvl["count"]), str(lvl["real"]), str(lvl["fake"])]
     cm = re.findall(r"true (?:real|fake)\s+(\d+)\s+(\d+)", text)
-    for level, rows in zip(("frames", "videos"), (cm[:2], cm[2:]), strict=True):
+    for level, rows in zip(("crops", "videos"), (cm[:2], cm[2:]), strict=True):
         c = data[level]["confusion_matrix"]
         assert rows == [(str(c["tn"]), str(c["fp"])), (str(c["fn"]), str(c["tp"]))]
     assert "0.5000 from the model metadata (validation: youden)" in text
@@ -78,10 +78,10 @@ def test_undefined_metrics_are_null_in_json_and_explained_in_text(tmp_path):
     raw = (tmp_path / report.METRICS_JSON).read_text()
     assert "NaN" not in raw
     data = json.loads(raw)
-    assert data["frames"]["metrics"]["roc_auc"] is None
+    assert data["crops"]["metrics"]["roc_auc"] is None
     text = (tmp_path / report.METRICS_TEXT).read_text()
     assert "Undefined metrics" in text
-    assert "frames (crops): ROC-AUC: needs both real and fake samples; this set has only real" \
+    assert "crops (faces): ROC-AUC: needs both real and fake samples; this set has only real" \
         in text
 
 
@@ -100,10 +100,10 @@ def test_prediction_tables_have_header_and_rows(tmp_path):
                "frame_score_min": 0.123456789, "frame_score_max": 0.123456789}]
     paths = report.write_report(tmp_path, make_result(), rows, videos)
     assert sorted(p.name for p in paths) == sorted(
-        [report.FRAMES_CSV, report.VIDEOS_CSV, report.METRICS_JSON, report.METRICS_TEXT])
-    with open(tmp_path / report.FRAMES_CSV, newline="") as fh:
+        [report.CROPS_CSV, report.VIDEOS_CSV, report.METRICS_JSON, report.METRICS_TEXT])
+    with open(tmp_path / report.CROPS_CSV, newline="") as fh:
         read = list(csv.DictReader(fh))
-    assert list(read[0]) == list(report.FRAME_COLUMNS)
+    assert list(read[0]) == list(report.CROP_COLUMNS)
     assert float(read[0]["score"]) == 0.123456789
     with open(tmp_path / report.VIDEOS_CSV, newline="") as fh:
         assert list(next(csv.DictReader(fh))) == list(report.VIDEO_COLUMNS)

@@ -106,7 +106,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def test_scores_and_videos_match_an_independent_computation(run, split_root):
     result, out = run
-    frames = read_csv(out / report.FRAMES_CSV)
+    frames = read_csv(out / report.CROPS_CSV)
     assert len(frames) == 18
     for row in frames:
         assert float(row["score"]) == pytest.approx(expected_score(split_root / row["path"]),
@@ -122,8 +122,8 @@ def test_scores_and_videos_match_an_independent_computation(run, split_root):
         correct += (np.mean(own) >= 0.5) == (label == "fake")
     assert result["videos"]["metrics"]["accuracy"] == pytest.approx(correct / 6)
     frame_correct = sum(r["correct"] == "1" for r in frames)
-    assert result["frames"]["metrics"]["accuracy"] == pytest.approx(frame_correct / 18)
-    assert (result["frames"]["count"], result["videos"]["count"]) == (18, 6)
+    assert result["crops"]["metrics"]["accuracy"] == pytest.approx(frame_correct / 18)
+    assert (result["crops"]["count"], result["videos"]["count"]) == (18, 6)
 
 
 def test_threshold_model_and_data_are_recorded(run, model_path):
@@ -133,12 +133,13 @@ def test_threshold_model_and_data_are_recorded(run, model_path):
         "value": 0.5, "source": "the model metadata (validation videos: max balanced accuracy)",
         "level": "videos"}
     assert data["crop_threshold"] == {
-        "value": 0.5, "source": "the model metadata (validation crops)", "level": "frames"}
+        "value": 0.5, "source": "the model metadata (validation crops)", "level": "crops"}
     assert data["aggregation"]["source"] == "the model metadata (train.py --aggregate)"
     assert data["model"]["backbone"] == "tiny" and data["model"]["input_size"] == 24
     assert data["data"]["source"] == "split.csv" and data["data"]["split"] == "test"
     assert data["aggregation"]["rule"] == "mean"
-    assert data["frames"]["ci"]["unit"] == "cluster"
+    assert data["crops"]["ci"]["unit"] == "cluster"
+    assert data["frames"] == data["crops"]  # the old key stays, for readers of older files
     assert data == json.loads(json.dumps(result))
 
 
@@ -159,7 +160,7 @@ def test_report_numbers_equal_metrics_json(run):
         line = next(ln for ln in text.splitlines() if ln.startswith(f"  {label}  "))
         tokens = re.findall(r"n/a|\d+\.\d+", line[len(label) + 2:])
         want = []
-        for level in ("frames", "videos"):
+        for level in ("crops", "videos"):
             value = data[level]["metrics"][name]
             want.append("n/a" if value is None else f"{value:.4f}")
             want += [f"{v:.4f}" for v in (data[level]["ci"].get(name) or [])]
@@ -174,9 +175,9 @@ def test_threshold_option_overrides_the_model(model_path, split_root, tmp_path):
                                    "level": "videos"}
     # sigmoid(10 * grey / 255 - 5) >= 0.9 only for the fake greys 200, 220, 230 (0.945, 0.974,
     # 0.982); the next brightest, fake 180, gives 0.887 and the brightest real, 150, 0.850
-    cm = result["frames"]["confusion_matrix"]
+    cm = result["crops"]["confusion_matrix"]
     assert cm["fp"] == 0 and cm["tp"] == 3
-    assert result["frames"]["ci"] is None
+    assert result["crops"]["ci"] is None
     assert "bootstrap    off" in (tmp_path / report.METRICS_TEXT).read_text()
 
 
@@ -203,12 +204,12 @@ def test_one_class_split_without_training_log_degrades_gracefully(model_path, tm
     (out / "roc_curves.png").write_bytes(b"stale figure from an earlier run")
     result = evaluation.evaluate(alone / model_path.name, root, output=out, bootstrap=50,
                                  progress=False)
-    for level in ("frames", "videos"):
+    for level in ("crops", "videos"):
         m, undefined = result[level]["metrics"], result[level]["undefined"]
         assert m["roc_auc"] is None and m["eer"] is None and m["recall"] is None
         assert {"roc_auc", "average_precision", "eer", "recall", "f1"} <= set(undefined)
         assert m["accuracy"] is not None
-    assert result["frames"]["ci"]["roc_auc"] is None
+    assert result["crops"]["ci"]["roc_auc"] is None
     assert result["skipped_figures"] == {
         "roc_curves.png": "needs both real and fake samples; this set has only real",
         "pr_curves.png": "needs both real and fake samples; this set has only real",
@@ -284,7 +285,7 @@ def test_cli_runs_and_prints_a_summary(model_path, split_root, tmp_path, capsys)
                         str(tmp_path / "res"), "--aggregate", "confident", "--bootstrap", "20"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "frames: 18 (9 real, 9 fake)" in printed and "videos: 6 (3 real, 3 fake)" in printed
+    assert "crops: 18 (9 real, 9 fake)" in printed and "videos: 6 (3 real, 3 fake)" in printed
     data = json.loads((tmp_path / "res" / report.METRICS_JSON).read_text())
     assert data["aggregation"]["rule"] == "confident"
 
@@ -327,12 +328,12 @@ def test_evaluate_defaults_to_the_stored_rule_and_both_thresholds(split_root, tm
                                  progress=False)
     assert result["aggregation"]["rule"] == "max"
     assert result["threshold"]["value"] == 0.8 and result["crop_threshold"]["value"] == 0.9
-    assert result["frames"]["threshold"] == 0.9 and result["videos"]["threshold"] == 0.8
+    assert result["crops"]["threshold"] == 0.9 and result["videos"]["threshold"] == 0.8
     rows = {r["video_id"]: r for r in read_csv(tmp_path / "out" / report.VIDEOS_CSV)}
     assert float(rows["r3"]["score"]) == pytest.approx(float(rows["r3"]["frame_score_max"]))
     text = (tmp_path / "out" / report.METRICS_TEXT).read_text()
     assert "videos 0.8000 from the model metadata (val videos)" in text
-    assert "frames 0.9000 from the model metadata (val crops)" in text
+    assert "crops  0.9000 from the model metadata (val crops)" in text
 
 
 def test_old_model_without_video_keys_loads_with_a_notice(split_root, tmp_path, caplog):
@@ -385,6 +386,6 @@ def test_video_bootstrap_resamples_identity_groups(model_path, tmp_path):
     (root / "split.csv").write_text(table)
     result = evaluation.evaluate(model_path, root, output=tmp_path / "out", bootstrap=30,
                                  progress=False)
-    for level in ("frames", "videos"):
+    for level in ("crops", "videos"):
         assert result[level]["ci"]["unit"] == "cluster"
         assert result[level]["ci"]["clusters"] == 3, level

@@ -29,40 +29,13 @@ from dfpipe.models.registry import (
     get_backbone,
 )
 from dfpipe.models.saving import load_classifier, load_model, save_model
-from dfpipe.scoring.operating import choose_operating_point, choose_threshold
+from dfpipe.scoring.operating import choose_threshold
 from dfpipe.train import loop as training
-from dfpipe.train.config import TrainConfig, resolve
+from dfpipe.train.config import TrainConfig
 from dfpipe.train.inputs import read_split
 from dfpipe.train.loop import train
 
 TINY_RUN = dict(backbone="tiny", weights="none", size=64, batch_size=4, epochs=1)
-
-
-def test_threshold_maximises_balanced_accuracy_on_validation() -> None:
-    labels = [0, 0, 0, 0, 1, 1, 1, 1]
-    scores = [0.05, 0.1, 0.2, 0.62, 0.3, 0.7, 0.8, 0.9]
-    threshold = choose_threshold(labels, scores)
-    predicted = np.asarray(scores) >= threshold
-    tpr = predicted[4:].mean()
-    fpr = predicted[:4].mean()
-    assert (tpr, fpr) == (0.75, 0.0) and 0.62 < threshold <= 0.7
-    with pytest.raises(PipelineError, match="one class"):
-        choose_threshold([1, 1], [0.2, 0.3])
-
-
-def test_resolve_fills_backbone_defaults_and_scratch_has_no_head_phase() -> None:
-    cfg = resolve(TrainConfig(backbone="Xception", weights="some/file.h5"))
-    assert (cfg.backbone, cfg.size, cfg.lr, cfg.fine_tune_lr, cfg.unfreeze) == (
-        "xception", 299, 1e-3, 2e-4, -1)
-    assert (cfg.head_epochs, cfg.epochs, cfg.schedule, cfg.freeze_bn, cfg.frames_per_video) == (
-        2, 10, "cosine", False, 32)
-    assert cfg.weight_decay == get_backbone("xception").training.weight_decay > 0
-    assert resolve(TrainConfig(backbone="efficientnetb0")).freeze_bn
-    scratch = resolve(TrainConfig(backbone="tiny", weights="None", head_epochs=2, epochs=3))
-    assert (scratch.head_epochs, scratch.epochs, scratch.unfreeze, scratch.weights) == (
-        0, 3, -1, "none")
-    with pytest.raises(PipelineError, match="nothing to train"):
-        resolve(TrainConfig(backbone="tiny", weights="none", epochs=0))
 
 
 def test_one_epoch_writes_a_model_that_reloads_to_the_same_predictions(tmp_path: Path) -> None:
@@ -115,12 +88,17 @@ def test_weights_path_and_two_phases(tmp_path: Path) -> None:
     build_backbone(get_backbone("tiny"), 64, None).save_weights(weights)
     out = tmp_path / "models"
     cfg = TrainConfig(data=root, output=out, backbone="tiny", weights=str(weights), size=64,
-                      batch_size=4, head_epochs=1, epochs=1, precision="float32",
-                      balance="sampling")
+                      batch_size=4, head_epochs=1, epochs=1, lr=1e-3, fine_tune_lr=1e-4,
+                      schedule="plateau", precision="float32", balance="sampling")
     result = train(cfg, verbose=0)
     log = pd.read_csv(out / "training_log.csv")
     assert list(log["epoch"]) == [0, 1]
-    assert log["lr"].tolist() == pytest.approx([1e-3, 1e-3])
+    # each phase ran once, at its own rate: the head's, then fine-tuning's
+    assert log["lr"].tolist() == pytest.approx([1e-3, 1e-4])
+    phases = result.metadata["training"]["phases"]
+    assert [(p["name"], p["first_epoch"], p["epochs_run"], p["lr"]) for p in phases] == [
+        ("head", 0, 1, 1e-3), ("fine_tune", 1, 1, 1e-4)]
+    assert result.metadata["phase_boundary"] == 1
     assert result.metadata["config"]["weights"] == str(weights)
     assert result.metadata["training"]["precision"] == "float32"
     assert result.epochs_run == 2
@@ -360,21 +338,6 @@ print("RESULT", result.replicas, result.metadata["training"]["global_batch"])
     assert run.returncode == 0, run.stderr[-2000:]
     assert "RESULT 2 6" in run.stdout
     assert (tmp_path / "m" / "tiny_best.h5").is_file()
-
-
-def test_video_threshold_differs_from_the_crop_threshold_when_it_should() -> None:
-    """Crops of one video disagree; the video threshold is chosen on their mean."""
-    ids = ["a", "a", "b", "b", "c", "c", "d", "d"]
-    labels = [0, 0, 0, 0, 1, 1, 1, 1]
-    scores = [0.1, 0.7, 0.2, 0.3, 0.35, 0.95, 0.6, 0.5]
-    point = choose_operating_point(ids, labels, scores, "mean", "test")
-    # video means: a 0.4, b 0.25 (real); c 0.65, d 0.55 (fake): any cut in (0.4, 0.55] is perfect
-    assert 0.4 < point["threshold"] <= 0.55
-    assert point["crop_threshold"] == choose_threshold(labels, scores)
-    assert point["aggregate"] == "mean" and "4 validation videos" in point["threshold_source"]
-    maxed = choose_operating_point(ids, labels, scores, "max", "test")
-    # video maxima: a 0.7, b 0.3; c 0.95, d 0.6: best cut 0.95 (TPR .5, FPR 0) or 0.6..0.7
-    assert maxed["threshold"] != point["threshold"] and maxed["aggregate"] == "max"
 
 
 def test_phase_boundary_is_where_phase_one_really_ended(tmp_path: Path) -> None:

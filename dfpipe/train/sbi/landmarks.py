@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from dfpipe.core.atomic import write_json_atomic
 from dfpipe.core.errors import PipelineError
 from dfpipe.core.images import read_rgb
 from dfpipe.core.labels import IMAGE_EXTENSIONS, REAL
@@ -132,13 +133,9 @@ def read_cache(path: Path | None) -> dict[str, Any]:
 
 def write_cache(path: Path, entries: dict[str, Any]) -> None:
     """Write the cache atomically (a killed run keeps the previous complete file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"version": CACHE_VERSION, "detector": "mtcnn",
-                               "coordinates": "crop pixels, x y", "crops": entries},
-                              sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, {"version": CACHE_VERSION, "detector": "mtcnn",
+                             "coordinates": "crop pixels, x y", "crops": entries},
+                      sort_keys=True, indent=None)
 
 
 def cache_location(data: Path, fallback: Path) -> Path:
