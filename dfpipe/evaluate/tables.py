@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 PER_METHOD_CSV = "per_method.csv"
 METRIC_COLUMNS: tuple[str, ...] = ("frame_auc", "video_auc", "eer", "ap", "acc")
 PER_METHOD_COLUMNS: tuple[str, ...] = ("level", "name", "real_videos", "fake_videos", "failed",
-                                       *METRIC_COLUMNS)
+                                       *METRIC_COLUMNS, "videos_scored")
 INFO_KEYS: tuple[str, ...] = ("dataset", "method", "compression")
 
 
@@ -128,12 +128,14 @@ def render(rows: Sequence[Mapping[str, Any]], selection: str | None = None) -> s
 
 def write_per_method(output: Path, rows: Sequence[Mapping[str, Any]], report_text: Path,
                      selection: str | None = None) -> Path:
-    """per_method.csv, and the table appended to the text report."""
+    """per_method.csv (``videos_scored`` says which videos: a split, an official test list or
+    every video), and the table appended to the text report."""
     path = Path(output) / PER_METHOD_CSV
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=PER_METHOD_COLUMNS)
         writer.writeheader()
-        writer.writerows({k: r.get(k) for k in PER_METHOD_COLUMNS} for r in rows)
+        writer.writerows({**{k: r.get(k) for k in PER_METHOD_COLUMNS},
+                          "videos_scored": selection} for r in rows)
     if Path(report_text).is_file():
         with open(report_text, "a", encoding="utf-8") as fh:
             fh.write(render(rows, selection))

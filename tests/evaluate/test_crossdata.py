@@ -56,6 +56,7 @@ def test_unsplit_celebdf_scores_exactly_its_official_test_list(world, tmp_path):
     assert [(r["level"], r["name"]) for r in table] == [("all", "all"),
                                                         ("method", "Celeb-DF-v2")]
     assert "official test list" in (tmp_path / "metrics_report.txt").read_text()
+    assert table[0]["videos_scored"].startswith("official test list List_of_testing_videos")
 
 
 def test_two_datasets_give_the_cross_dataset_table(world, tmp_path):
