@@ -77,8 +77,12 @@ def evaluate_datasets(model_path: Path, datas: Sequence[Path], output: Path,
     """Evaluate ``model_path`` on each dataset into ``output/<dataset>``; write the tables."""
     output = Path(output)
     rows, taken = [], set()
-    for data in expand_data(datas):
-        name = dataset_name(data)
+    datas = expand_data(datas)
+    names = [dataset_name(d) for d in datas]
+    # the same dataset twice (split and unsplit): the folder tells the columns apart
+    names = [f"{n} ({Path(d).name})" if names.count(n) > 1 else n
+             for n, d in zip(names, datas, strict=True)]
+    for data, name in zip(datas, names, strict=True):
         result = evaluate(model_path, data, output=output / _folder(name, taken), **options)
         everything = next(r for r in result["per_method"] if r["level"] == "all")
         rows.append({"model": model_label(model_path, result), "dataset": name,

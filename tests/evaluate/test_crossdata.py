@@ -104,3 +104,20 @@ def test_unsplit_ffpp_scores_the_test_pairs_and_tables_per_method(world, tmp_pat
                           ("compression", "c23")}
     assert (table[("method", "FaceSwap")]["real_videos"],
             table[("method", "FaceSwap")]["fake_videos"]) == ("1", "1")
+
+
+
+def test_the_same_dataset_split_and_unsplit_keeps_two_columns(world, tmp_path):
+    from dfpipe.evaluate.crossdata import evaluate_datasets
+    from dfpipe.split.run import run_split
+
+    split = tmp_path / "split_celeb"
+    run_split(world["celeb"], split, workers=1,
+              protocol=world["base"] / "Celeb-DF-v2" / "List_of_testing_videos.txt")
+    rows = evaluate_datasets(world["model"], [world["celeb"], split], tmp_path / "out",
+                             bootstrap=0, progress=False)
+    assert [r["dataset"] for r in rows] == ["Celeb-DF-v2 (pre_celeb)",
+                                            "Celeb-DF-v2 (split_celeb)"]
+    assert [r["protocol"] for r in rows][1] == "split test"
+    md = (tmp_path / "out" / "cross_dataset.md").read_text()
+    assert "| model | Celeb-DF-v2 (pre_celeb) | Celeb-DF-v2 (split_celeb) | avg |" in md
