@@ -164,5 +164,5 @@ def bar_chart(table: Sequence[dict[str, Any]], path: Path) -> Path:
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("ROC AUC")
     ax.set_title("Cross-dataset AUC")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return figures.save(fig, path)
