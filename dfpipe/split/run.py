@@ -88,6 +88,9 @@ def run_split(input_dir: Path, output: Path, *, rules: QualityRules | None = Non
         raise PipelineError(f"--unlisted must be one of {', '.join(UNLISTED_CHOICES)}")
     if group_by not in grouping.GROUP_BY:
         raise PipelineError(f"--group-by must be one of {', '.join(grouping.GROUP_BY)}")
+    if group_by == "target" and loader is not None:
+        raise PipelineError("--group-by target reads the fakes' names in a preprocess manifest; "
+                            "a crops folder's groups come from its labels CSV (--group-column)")
     official = protocols.read_official(protocol) if protocol is not None else None
     if official is not None:
         group_by = official.group_by if group_by == "identity" else group_by

@@ -98,3 +98,13 @@ def test_split_cli_takes_group_by_target(chain, tmp_path, capsys):
     assert "source identities cross splits" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli.parse_args(["--group-by", "source"])
+
+
+def test_group_by_target_is_refused_for_a_crops_folder(tmp_path):
+    def loader(_):
+        raise AssertionError("the crops must not be read")
+
+    with pytest.raises(PipelineError, match="--group-column"):
+        run_split(tmp_path, tmp_path / "out", loader=loader, group_by="target")
+    with pytest.raises(PipelineError, match="--group-by must be one of identity, target"):
+        run_split(tmp_path, tmp_path / "out", group_by="source")
