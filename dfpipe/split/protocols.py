@@ -47,6 +47,16 @@ class OfficialProtocol:
     group_by: str = "identity"
 
 
+def protocol_path(path: Path) -> Path:
+    """``path``, or the ``splits/`` folder of a FaceForensics++ root holding the json files
+    (where the FaceForensics repository keeps them), so the dataset root is enough."""
+    path = Path(path)
+    if path.is_dir() and not (path / "train.json").is_file() and (
+            path / "splits" / "train.json").is_file():
+        return path / "splits"
+    return path
+
+
 def find_official(path: Path) -> Path | None:
     """The dataset's own protocol file at ``path`` (the file, or a root holding it)."""
     path = Path(path)

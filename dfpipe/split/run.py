@@ -91,6 +91,7 @@ def run_split(input_dir: Path, output: Path, *, rules: QualityRules | None = Non
     if group_by == "target" and loader is not None:
         raise PipelineError("--group-by target reads the fakes' names in a preprocess manifest; "
                             "a crops folder's groups come from its labels CSV (--group-column)")
+    protocol = protocols.protocol_path(protocol) if protocol is not None else None
     official = protocols.read_official(protocol) if protocol is not None else None
     if official is not None:
         group_by = official.group_by if group_by == "identity" else group_by

@@ -98,7 +98,7 @@ def test_ffpp_json_pairs_with_method_and_compression_from_the_layout(tmp_path):
     root = build_ffpp(tmp_path / "FaceForensics++")
     pre = preprocess_fast(root, tmp_path / "pre")
     out = tmp_path / "split"
-    report = run_split(pre, out, protocol=root / "splits", unlisted="drop", workers=1)
+    report = run_split(pre, out, protocol=root, unlisted="drop", workers=1)  # finds splits/
     rel = _relpaths(pre)
     by_split = defaultdict(set)
     for v, (split, _, _) in _videos(out).items():
@@ -106,6 +106,7 @@ def test_ffpp_json_pairs_with_method_and_compression_from_the_layout(tmp_path):
     assert by_split["test"] == {"634.mp4", "634_660.mp4", "750_743.mp4"}
     assert by_split["train"] == {"004.mp4", "004_982.mp4"}
     assert report["dropped_unlisted"]["videos"] == 2  # DFD is not in FF++'s json
+    assert report["protocol"] == str(root / "splits")
     recs = [json.loads(x) for x in (pre / "manifest.jsonl").read_text().splitlines()]
     assert {r["method"] for r in recs if r["label"] == "fake"} == {
         "Deepfakes", "FaceSwap", "Face2Face", "NeuralTextures", "DeepFakeDetection"}
