@@ -24,6 +24,8 @@ from dfpipe.core.labels import label_id
 from dfpipe.core.manifest import manifest_paths, read_manifests
 from dfpipe.core.splittable import Crop
 from dfpipe.evaluate.coverage import Uncovered
+from dfpipe.extract.identities import connect
+from dfpipe.split.manifest_input import record_identities
 from dfpipe.split.protocols import list_matcher, read_official
 
 log = logging.getLogger(__name__)
@@ -105,11 +107,14 @@ def load_test_only(root: Path) -> TestOnly:
         if not records:
             raise PipelineError(f"none of the manifest's videos in {root} is on the "
                                 f"{protocol}: preprocess the dataset's root as it unpacks")
+    # bootstrap clusters: target identities (sources would chain Celeb-DF into one group)
+    groups = connect({r["video_id"]: record_identities(r, group_by="target")[0]
+                      for r in records})
     crops: list[Crop] = []
     uncovered: list[Uncovered] = []
     for rec in records:
         label = label_id(rec["label"])
-        group = str(rec.get("group") or rec["video_id"])
+        group = groups[rec["video_id"]]
         if rec.get("status", "ok") != "ok" or not rec.get("crops"):
             uncovered.append(Uncovered(rec["video_id"], label, group,
                                        str(rec.get("status") or "no_face")))

@@ -51,6 +51,11 @@ def test_unsplit_celebdf_scores_exactly_its_official_test_list(world, tmp_path):
     with open(tmp_path / "predictions_videos.csv", newline="") as fh:
         scored = {rel[r["video_id"]] for r in csv.DictReader(fh)}
     assert scored == {line.split(" ", 1)[1] for line in CELEBDF_TEST}
+    with open(tmp_path / "predictions_videos.csv", newline="") as fh:
+        groups = {rel[r["video_id"]]: r["group"] for r in csv.DictReader(fh)}
+    # bootstrap clusters by target identity, not the chained preprocess group
+    assert groups["Celeb-synthesis/id2_id1_0000.mp4"] == groups["Celeb-real/id2_0000.mp4"]
+    assert len(set(groups.values())) == 3
     with open(tmp_path / "per_method.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
     assert [(r["level"], r["name"]) for r in table] == [("all", "all"),
