@@ -38,7 +38,7 @@ def test_celebdf_and_dfdc_preview_from_download_to_the_cross_dataset_table(tmp_p
 
     out = _run("split.py", "--input", tmp_path / "pre_celeb", "--output", tmp_path / "split",
                "--protocol", celeb / "List_of_testing_videos.txt", "--workers", "1")
-    assert "identities appear in both test and train/val" in out
+    assert "identities that appear in both test and train/val" in out
     report = json.loads((tmp_path / "split" / "split_report.json").read_text())
     assert report["official"]["test_listed"] == len(CELEBDF_TEST)
 

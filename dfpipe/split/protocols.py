@@ -173,8 +173,8 @@ def assign_official(protocol: OfficialProtocol, kept: Sequence[FaceCrop],
               "group_by": protocol.group_by,
               "note": f"test set fixed by {protocol.file.name} ({len(found)} videos, "
                       f"{missing} listed but not in the manifest); train/val split by "
-                      f"{protocol.group_by} group; {len(overlap)} identities appear in both "
-                      "test and train/val (the protocol's own overlap)"}
+                      f"{protocol.group_by} group; identities that appear in both test and "
+                      f"train/val (the protocol's own overlap): {len(overlap)}"}
     if missing:
         log.warning("%d videos listed in %s are not in the manifest", missing, protocol.file)
     return kept, records, assignment, report
