@@ -14,7 +14,7 @@ from app_support import save_tiny_model
 from conftest import REPO, needs_shared
 from layout_support import CELEBDF_TEST, build_celebdf, build_dfdcp
 
-pytestmark = [needs_shared, pytest.mark.slow]
+pytestmark = [needs_shared, pytest.mark.shared, pytest.mark.slow]
 
 
 def _run(*args: object) -> str:

@@ -16,7 +16,7 @@ from dfpipe.core.errors import PipelineError
 from dfpipe.evaluate import run as evaluation
 from dfpipe.evaluate.crossdata import CROSS_COLUMNS, expand_data
 
-pytestmark = [needs_shared, pytest.mark.slow]
+pytestmark = [needs_shared, pytest.mark.shared, pytest.mark.slow]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

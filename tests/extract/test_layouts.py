@@ -12,7 +12,7 @@ from dfpipe.extract import faces as facelib
 from dfpipe.extract.layouts import detect_layout, list_videos
 from dfpipe.extract.run import Settings, discover, run
 
-pytestmark = needs_shared
+pytestmark = [needs_shared, pytest.mark.shared]
 
 
 def _by_rel(jobs):

@@ -20,7 +20,7 @@ from layout_support import (
 from dfpipe.core.errors import PipelineError
 from dfpipe.split.run import run_split
 
-pytestmark = needs_shared
+pytestmark = [needs_shared, pytest.mark.shared]
 
 
 def _videos(out):
