@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
-from dfpipe.core.errors import PipelineError, run_cli
+from dfpipe.core.errors import PipelineError, add_debug_option, run_cli
 from dfpipe.extract.faces import DETECTORS
 from dfpipe.scoring import crops as scoring
 from dfpipe.serve.frames import DEFAULT_MAX_PIXELS, Limits
 from dfpipe.serve.web.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_THREADS, WebConfig
+from dfpipe.serve.web.preflight import check_all
 
 COMMANDS = ("serve", "predict")
 TOKEN_ENV = "DFPIPE_API_TOKEN"
@@ -56,6 +59,7 @@ def _analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-faces", type=int, default=defaults.max_faces,
                    help="face crops scored per video; beyond that the video is judged on the "
                         "first N crops and the result says so")
+    add_debug_option(p)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -103,6 +107,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             "the upload is stored")
     serve.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                        help="waitress threads answering HTTP requests")
+    serve.add_argument("--connection-limit", type=int, default=defaults.connection_limit,
+                       help="open connections waitress keeps at once (a slow or half-sent "
+                            "request holds one socket, not a thread); beyond that new ones "
+                            "wait in the listen backlog")
+    serve.add_argument("--channel-timeout", type=int, default=defaults.channel_timeout_s,
+                       help="seconds a connection may stay silent (mid-request included) "
+                            "before it is closed")
     serve.add_argument("--no-gradcam", action="store_true",
                        help="do not draw Grad-CAM heatmaps (verdicts are unchanged)")
     serve.add_argument("--token", default=None,
@@ -149,23 +160,41 @@ def serve(args: argparse.Namespace) -> int:
             "keep_days": args.keep_days, "host": args.host,
             "allowed_hosts": args.allowed_host,
             "workers": args.workers, "queue_size": args.queue_size,
-            "gradcam": not args.no_gradcam,
+            "gradcam": not args.no_gradcam, "connection_limit": args.connection_limit,
+            "channel_timeout_s": args.channel_timeout,
             "api_token": args.token or os.environ.get(TOKEN_ENV) or None})
     except ValueError as exc:
         raise PipelineError(str(exc)) from None
+    check_all(args.host, args.port, config.instance, config.connection_limit)
     InstanceLock(config.instance.resolve()).release()  # refuse before loading the model
-    app = create_app(config, _analyzer(args))
+    start = time.perf_counter()
+    analyzer = _analyzer(args)
+    app = create_app(config, analyzer, model_load_s=time.perf_counter() - start)
     model = app.extensions["dfpipe"].analyzer.describe()
     print(f"model {model['name']} ({model['backbone']}), threshold {model['threshold']:.4f}, "
           f"faces by {model['detector']}; {model['crop_source']}")
-    print(f"serving on http://{args.host}:{args.port}/ (results in {args.instance}; "
-          f"API token {'required' if config.api_token else 'off'}); Ctrl+C stops")
     try:
-        waitress.serve(app, host=args.host, port=args.port, threads=args.threads,
-                       **server_options(config))
+        try:
+            server = waitress.create_server(app, host=args.host, port=args.port,
+                                            threads=args.threads, **server_options(config))
+        except OSError as exc:  # taken between the check and now
+            raise PipelineError(f"cannot listen on {args.host}:{args.port} "
+                                f"({exc.strerror or exc}): choose another --port") from None
+        print(f"serving on http://{args.host}:{args.port}/ (results in {args.instance}; "
+              f"API token {'required' if config.api_token else 'off'}); Ctrl+C stops",
+              flush=True)
+        signal.signal(signal.SIGTERM, _stop)
+        server.run()  # returns on Ctrl+C or SIGTERM (waitress closes its sockets)
     finally:
         app.extensions["dfpipe"].shutdown()
+    print("stopped: a running analysis was failed with a message, finished results are kept",
+          flush=True)
     return 0
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM (a supervisor's stop) ends the server the way Ctrl+C does: cleanly."""
+    raise KeyboardInterrupt
 
 
 def predict(args: argparse.Namespace) -> int:
@@ -174,6 +203,9 @@ def predict(args: argparse.Namespace) -> int:
     videos = find_videos(args.inputs)
     if args.out.suffix.lower() not in (".csv", ".json"):
         raise PipelineError(f"--out must end in .csv or .json, not {args.out.name}")
+    if args.out.is_dir():
+        raise PipelineError(f"--out {args.out} is a folder: give a file name ending in .csv "
+                            "or .json")
     limits = _limits(args)
     analyzer = _analyzer(args)
     if analyzer.crop_unknown:

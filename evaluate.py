@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dfpipe.core.errors import run_cli
+from dfpipe.core.errors import add_debug_option, run_cli
 from dfpipe.evaluate import crossdata, metrics
 from dfpipe.evaluate import run as evaluation
 from dfpipe.scoring import crops as scoring
@@ -47,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crop-threshold", type=float, default=None,
                    help="P(fake) at or above which a crop is called fake (frame metrics); "
                         "None: the crop-level threshold stored with the model")
+    p.add_argument("--crops-per-video", type=int, default=None,
+                   help="judge each video on this many of its crops, drawn evenly in time "
+                        "(0: all); None: the K stored in the model's operating point (all for "
+                        "models that store none)")
     p.add_argument("--output", type=Path, default=evaluation.DEFAULT_OUTPUT,
                    help="folder for the figures, reports and prediction tables")
     p.add_argument("--batch-size", type=int, default=scoring.DEFAULT_BATCH_SIZE,
@@ -55,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="bootstrap resamples for the 95%% intervals of AUC and accuracy "
                         "(0: no intervals)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    add_debug_option(p)
     return p.parse_args(argv)
 
 
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     datas = crossdata.expand_data(args.data or [Path("preprocessed_split")])
     options = {"split": args.split, "aggregate": args.aggregate, "threshold": args.threshold,
                "batch_size": args.batch_size, "bootstrap": args.bootstrap, "seed": args.seed,
-               "crop_threshold": args.crop_threshold}
+               "crop_threshold": args.crop_threshold, "crops_per_video": args.crops_per_video}
     if len(datas) > 1:
         for row in crossdata.evaluate_datasets(args.model, datas, args.output, **options):
             print(f"{row['dataset']} ({row['protocol']}): {row['videos']} videos, "
@@ -82,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}"
         print(f"{level}: {lvl['count']} ({lvl['real']} real, {lvl['fake']} fake)  "
               f"accuracy {m['accuracy']:.4f}  ROC-AUC {auc}")
+    op = result["operating_point"]
+    m = op["measured"]
+    print(f"each video judged on {m['crops_per_video'] or 'all its'} crops: {m['crops_used']} "
+          f"used of {m['crops_found']} found; at the threshold FPR {m['fpr']}, TPR {m['tpr']}")
+    if op.get("warning"):
+        print(f"note: {op['warning']}")
     undefined = sorted({k for level in evaluation.LEVELS for k in result[level]["undefined"]})
     if undefined:
         print(f"undefined on this data: {', '.join(undefined)} (reasons in the report)")

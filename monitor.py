@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dfpipe.core.errors import PipelineError, run_cli
+from dfpipe.core.errors import PipelineError, add_debug_option, run_cli
 from dfpipe.monitor.snapshot import DEFAULT_WINDOW_MIN
 from dfpipe.monitor.watch import DEFAULT_INTERVAL_S, watch
 
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print one snapshot and exit instead of watching")
     parser.add_argument("--json", action="store_true",
                         help="print snapshots as JSON (one object per line) for scripts")
+    add_debug_option(parser)
     return parser
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dfpipe.core.errors import run_cli
+from dfpipe.core.errors import add_debug_option, run_cli
 from dfpipe.extract.faces import DEFAULT_DETECT_MAX_SIDE, DEFAULT_MARGIN, DEFAULT_SIZE, DETECTORS
 from dfpipe.extract.presets import PRESETS, preset_values
 from dfpipe.extract.run import Settings, parse_shard, run
@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="decode at most N frames per video (a longer one is cut there and its "
                         "record says so); None: no cap. Only MP4/MOV, Matroska/WebM, AVI and "
                         "MPEG-TS files are opened; any other file is recorded as an error")
+    add_debug_option(p)
     return p.parse_args(argv)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dfpipe.core.errors import PipelineError, run_cli
+from dfpipe.core.errors import PipelineError, add_debug_option, run_cli
 from dfpipe.split import folder_input as cropfolder
 from dfpipe.split import grouping, quality
 from dfpipe.split import run as splits
@@ -74,6 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "For a crops folder (no manifest): paths relative to --input, optional "
                         "columns video, frame, face_width, face_height, confidence; None: "
                         "--input/labels.csv when --input has no manifest")
+    p.add_argument("--crop-is-video", action="store_true",
+                   help="crops folder whose labels CSV has no video column and whose crops "
+                        "lie in no per-video folder: take each crop as a video of its own "
+                        "(only right when no two crops come from one video; default: off, "
+                        "such a folder is refused; with per-video folders each crop's "
+                        "parent folder is its video)")
     p.add_argument("--group-column", default=None,
                    help="crops folder: the column naming each crop's source group; None: the "
                         f"first of {', '.join(cropfolder.GROUP_COLUMNS)} present, else each "
@@ -96,6 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="replace --output if it already exists")
     p.add_argument("--workers", type=int, default=quality.default_workers(),
                    help="threads reading crops to measure sharpness")
+    add_debug_option(p)
     return p.parse_args(argv)
 
 
@@ -107,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                                  min_confidence=args.min_confidence,
                                  max_per_video=args.max_per_video)
     loader = cropfolder.loader_for(args.input, args.labels, args.group_column, args.margin,
-                                   args.size)
+                                   args.size, args.crop_is_video)
     report = splits.run_split(args.input, args.output, rules=rules, ratios=args.ratios,
                               seed=args.seed, protocol=args.protocol, unlisted=args.unlisted,
                               copy=args.copy, overwrite=args.overwrite, workers=args.workers,

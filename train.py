@@ -16,7 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from dfpipe.core.errors import run_cli  # noqa: E402
+from dfpipe.core.errors import add_debug_option, run_cli  # noqa: E402
 from dfpipe.models.registry import BACKBONES  # noqa: E402
 
 
@@ -69,14 +69,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--unfreeze", type=int, default=d["unfreeze"],
                    help="top backbone layers trained in phase 2 (-1: all); unset: the "
                         "backbone's (xception -1)")
-    p.add_argument("--freeze-bn", action="store_const", const=True, default=d["freeze_bn"],
-                   help="keep batch norm frozen in phase 2; otherwise it trains when "
-                        "--batch-size (per replica) is 16 or more (EfficientNet: frozen by "
-                        "default; from scratch it always trains)")
+    p.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction,
+                   default=d["freeze_bn"],
+                   help="--freeze-bn keeps batch norm frozen in phase 2, --no-freeze-bn lets "
+                        "it train when --batch-size (per replica) is 16 or more; unset: the "
+                        "backbone's (EfficientNet frozen, Xception trains); from scratch it "
+                        "always trains")
     p.add_argument("--frames-per-video", type=int, default=d["frames_per_video"],
                    help="each epoch draws at most this many crops per video, spread over "
-                        "its timeline, redrawn every epoch; validation uses one fixed draw "
-                        "(0: every crop)")
+                        "its timeline, redrawn every epoch; validation uses one fixed draw, "
+                        "and the saved operating point judges every video (in evaluate and "
+                        "the app too) on this many crops drawn evenly in time (0: every "
+                        "crop, and then a rule's score depends on each video's count)")
     p.add_argument("--precision", default=d["precision"], choices=PRECISIONS,
                    help="auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bf16, "
                         "else float32; the saved model is float32 either way")
@@ -109,6 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--restart", action="store_true",
                    help="discard an unfinished run's backup in --output and start over "
                         "(without it, the same command resumes that run)")
+    add_debug_option(p)
     return p.parse_args(argv)
 
 

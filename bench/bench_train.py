@@ -43,7 +43,13 @@ from dfpipe.models.build import build_classifier
 from dfpipe.models.registry import get_backbone  # noqa: E402
 from dfpipe.split.quality import QualityRules  # noqa: E402
 from dfpipe.train.config import TrainConfig
-from dfpipe.train.devices import choose_precision, cpu_supports_bf16, gpu_count, precision_policy
+from dfpipe.train.devices import (
+    choose_precision,
+    cpu_supports_bf16,
+    gpu_capability,
+    gpu_count,
+    precision_policy,
+)
 from dfpipe.train.inputs import make_dataset  # noqa: E402
 from dfpipe.train.loop import train  # noqa: E402
 
@@ -145,7 +151,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not (args.data / "labels.csv").is_file():
         sys.exit(f"error: {args.data}/labels.csv not found (needs ../shared/data/dfdc_faces)")
-    auto = choose_precision("auto", gpu_count() > 0, cpu_supports_bf16())
+    auto = choose_precision("auto", gpu_capability(), cpu_supports_bf16())
     report: dict[str, Any] = {
         "command": "python bench/bench_train.py " + shlex.join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "gpus": gpu_count(), "cpu_bf16": cpu_supports_bf16(),

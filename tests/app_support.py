@@ -3,7 +3,10 @@ with and without a face, and a stand-in face detector for exact, fast checks."""
 
 from __future__ import annotations
 
+import io
+import threading
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +144,50 @@ def app_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class StandInAnalyzer:
+    """What the web app needs of an Analyzer: a verdict per video, one face when asked."""
+
+    def __init__(self, faces: int = 1, steps: int = 0, step_s: float = 0.05) -> None:
+        self.faces = faces
+        self.steps = steps  # progress reports before the verdict, ``step_s`` apart
+        self.step_s = step_s
+        self.model = None
+        self.model_lock = threading.Lock()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": "stand-in.h5"}
+
+    def warm_up(self) -> None:
+        pass
+
+    def analyze(self, path: Path, progress=None, save_crop=None, limits=None) -> Any:
+        for step in range(self.steps):
+            if progress is not None:
+                progress("frames", step, self.steps)
+            time.sleep(self.step_s)
+        faces = []
+        for index in range(self.faces):
+            save_crop(index, None, b"\xff\xd8 a jpeg")
+            faces.append({"index": index, "call": "fake", "score": 0.9})
+        verdict = "FAKE" if faces else "NO FACE FOUND"
+        result = {"video": {"name": path.name}, "timing": {}, "faces": faces,
+                  "verdict": verdict, "score": 0.9 if faces else None, "message": verdict}
+        return types.SimpleNamespace(result=result)
+
+
+def run_job(app, video: Path, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """Upload ``video`` through the API and poll until its job is done or failed."""
+    client = app.test_client()
+    data = {"video": (io.BytesIO(video.read_bytes()), "clip.mp4")}
+    answer = client.post("/api/analyze", data=data, content_type="multipart/form-data",
+                         headers=headers or {})
+    assert answer.status_code == 202, answer.get_json()
+    url = f"/api/jobs/{answer.get_json()['job_id']}"
+
+    def finished() -> dict[str, Any] | None:
+        job = client.get(url, headers=headers or {}).get_json()
+        return job if job["status"] in ("done", "error") else None
+
+    return wait_for(finished)

@@ -7,6 +7,7 @@ channel-swapped pixels that another stage decoded differently.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -28,3 +29,22 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     if bgr is None:
         raise ValueError("cannot decode JPEG bytes")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def to_feed_size(image: np.ndarray, size: int | None) -> np.ndarray:
+    """A crop brought to the side the model was fed in training (``size``; None leaves it).
+
+    Crops of known settings already have it. A crop of another size (a folder of crops whose
+    settings are unknown) is shrunk or grown with area interpolation, the one resize rule
+    training, evaluate and the app all apply, before the model's own resize layer.
+    """
+    if size is None or image.shape[:2] == (size, size):
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def feed_size_of(meta: dict[str, Any]) -> int | None:
+    """The side a saved model was fed in training, from its metadata (None if not recorded)."""
+    pre = meta.get("preprocessing")
+    size = pre.get("trained_on_size") if isinstance(pre, dict) else None
+    return int(size) if isinstance(size, int) and size > 0 else None

@@ -24,8 +24,8 @@ VIDEOS_CSV = "predictions_videos.csv"
 CROP_COLUMNS: tuple[str, ...] = (
     "path", "video_id", "group", "frame", "label", "label_id", "score", "predicted", "correct")
 VIDEO_COLUMNS: tuple[str, ...] = (
-    "video_id", "group", "label", "label_id", "crops", "score", "predicted", "correct",
-    "frame_score_min", "frame_score_max")
+    "video_id", "group", "label", "label_id", "crops", "crops_used", "score", "predicted",
+    "correct", "crop_score_min", "crop_score_max")
 LEVELS: tuple[tuple[str, str], ...] = (("crops", "crops (faces)"), ("videos", "videos"))
 METRIC_LABELS = {
     "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
@@ -74,6 +74,18 @@ def render_text(result: Mapping[str, Any]) -> str:
     lines.append("             P(fake) >= threshold is called fake")
     lines.append(f"aggregation  {agg['rule']}: {agg['description']}"
                  + (f" (from {agg['source']})" if agg.get("source") else ""))
+    op = result.get("operating_point")
+    if op:
+        m = op["measured"]
+        k = m["crops_per_video"]
+        lines.append(f"per video    {k if k else 'all'} crops drawn evenly in time: "
+                     f"{m['crops_used']} used of {m['crops_found']} found")
+        if op.get("val"):
+            lines.append(f"             at the threshold: FPR {_num(m['fpr'])}, TPR "
+                         f"{_num(m['tpr'])} here; FPR {_num(op['val'].get('fpr'))}, TPR "
+                         f"{_num(op['val'].get('tpr'))} on the validation videos")
+        if op.get("warning"):
+            lines.append(f"             warning: {op['warning']}")
     if boot:
         lines.append(f"bootstrap    {boot['resamples']} resamples, seed {boot['seed']}, "
                      f"{boot['confidence'] * 100:.0f}% percentile intervals; crops and "

@@ -7,9 +7,7 @@ threshold from the model file (modelio), the scores from the same scoring code a
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,14 +18,16 @@ import numpy as np
 from dfpipe import __version__
 from dfpipe.core.errors import PipelineError
 from dfpipe.core.files import SPLIT_TABLE, TRAINING_LOG
-from dfpipe.core.images import read_rgb
+from dfpipe.core.images import feed_size_of
 from dfpipe.core.labels import CLASS_NAMES
 from dfpipe.core.splittable import Crop, load_split
 from dfpipe.evaluate import figures, metrics, report, tables, unsplit
 from dfpipe.evaluate.coverage import coverage_summary, read_uncovered, with_uncovered
 from dfpipe.models.saving import load_model, read_metadata
-from dfpipe.scoring.crops import DEFAULT_BATCH_SIZE, aggregate_videos, aggregator, score_crops
-from dfpipe.scoring.operating import resolve_operating_point
+from dfpipe.scoring.crops import DEFAULT_BATCH_SIZE, aggregator
+from dfpipe.scoring.judge import judge_split
+from dfpipe.scoring.operating import operating_point_result, resolve_operating_point
+from dfpipe.scoring.videos import VideoScore
 from dfpipe.train.curves import training_curves
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 DEFAULT_OUTPUT = Path("evaluation_results")
 DEFAULT_SPLIT = "test"
 
-READ_WORKERS = 4
 LEVELS: tuple[str, str] = ("crops", "videos")
 FIGURE_FILES: dict[str, str] = {
     "confusion_crops_counts": "confusion_matrix_crops_counts.png",
@@ -73,17 +72,6 @@ def group_videos(crops: Sequence[Crop]) -> list[Video]:
                                 "table: fix its labels (one label per video)")
         videos.append(Video(video_id, crops[idx[0]].group, labels.pop(), tuple(idx)))
     return videos
-
-
-def read_images(paths: Sequence[Path], chunk: int) -> Iterator[np.ndarray]:
-    """Decode images in order with a thread pool, reading the next chunk while one is used."""
-    with ThreadPoolExecutor(max_workers=min(READ_WORKERS, os.cpu_count() or 1)) as pool:
-        pending: list[Future[np.ndarray]] = []
-        for start in range(0, len(paths), chunk):
-            ahead = [pool.submit(read_rgb, p) for p in paths[start:start + chunk]]
-            yield from (f.result() for f in pending)
-            pending = ahead
-        yield from (f.result() for f in pending)
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -156,11 +144,13 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
              aggregate: str | None = None, threshold: float | None = None,
              output: Path = DEFAULT_OUTPUT, batch_size: int = DEFAULT_BATCH_SIZE,
              bootstrap: int = metrics.DEFAULT_RESAMPLES, seed: int = 0,
-             progress: bool = True, crop_threshold: float | None = None) -> dict[str, Any]:
+             progress: bool = True, crop_threshold: float | None = None,
+             crops_per_video: int | None = None) -> dict[str, Any]:
     """Score every crop of ``split``, aggregate per video, write figures and reports.
 
-    The rule and thresholds default to the model's (video threshold for videos, crop
-    threshold for crops). Returns the dict written to metrics.json.
+    The rule, the crops each video is judged on and the thresholds default to the model's
+    operating point (video threshold for videos, crop threshold for crops). Returns the dict
+    written to metrics.json.
     """
     model_path, data_root, output = Path(model_path), Path(data_root), Path(output)
     if aggregate is not None:
@@ -169,10 +159,12 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
         raise PipelineError(f"--batch-size must be at least 1, got {batch_size}")
     if bootstrap < 0:
         raise PipelineError(f"--bootstrap must be 0 (off) or more resamples, got {bootstrap}")
+    if crops_per_video is not None and crops_per_video < 0:
+        raise PipelineError(f"--crops-per-video must be 0 (all) or more, got {crops_per_video}")
     test_only = unsplit.load_test_only(data_root) if unsplit.is_preprocessed(data_root) else None
     crops = test_only.crops if test_only else load_split(data_root, split)
     videos = group_videos(crops)
-    if not model_path.is_file():
+    if not model_path.exists():  # a folder is named as such by read_metadata
         raise PipelineError(f"model file not found: {model_path} (train one with train.py)")
     point = resolve_operating_point(read_metadata(model_path), aggregate, threshold,
                                     crop_threshold)
@@ -181,14 +173,12 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
     model, meta = load_model(model_path)
     log.info("scoring %d crops of %d videos from %s/%s", len(crops), len(videos), data_root, split)
 
-    paths = [c.path for c in crops]
-    scores = score_crops(model, read_images(paths, batch_size), batch_size, total=len(paths),
-                         progress=progress)
-    video_ids = [c.video_id for c in crops]
-    by_video = aggregate_videos(video_ids, scores, aggregate)
+    k = point.crops_per_video if crops_per_video is None else int(crops_per_video)
+    scores, by_video = judge_split(model, crops, aggregate, k, feed_size_of(meta), batch_size,
+                                   progress)
     y_crops = np.array([c.label for c in crops])
     y_videos = np.array([v.label for v in videos])
-    s_videos = np.array([by_video[v.video_id] for v in videos])
+    s_videos = np.array([by_video[v.video_id].score for v in videos])
     levels = {"crops": (y_crops, scores), "videos": (y_videos, s_videos)}
 
     training_log = model_path.parent / TRAINING_LOG
@@ -205,6 +195,8 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
                            "level": "crops"},
         "aggregation": {"rule": aggregate, "description": (rule.__doc__ or "").splitlines()[0],
                         "source": point.aggregate_source},
+        "operating_point": operating_point_result(point, k, split, y_videos, s_videos,
+                                                  by_video),
         "bootstrap": ({"resamples": bootstrap, "seed": seed,
                        "confidence": metrics.CONFIDENCE} if bootstrap else None),
     }
@@ -236,7 +228,7 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
         s_videos, uncovered, thr, tables.video_info(data_root))
     result["files"].append(tables.PER_METHOD_CSV)
     report.write_report(output, result, _crop_rows(crops, scores, crop_thr, data_root),
-                        _video_rows(videos, scores, s_videos, thr))
+                        _video_rows(videos, scores, by_video, thr))
     tables.write_per_method(output, result["per_method"], output / report.METRICS_TEXT,
                             result["data"]["selection"]["protocol"])
     return result
@@ -252,13 +244,15 @@ def _crop_rows(crops: Sequence[Crop], scores: np.ndarray, threshold: float,
                "correct": int(pred == crop.label)}
 
 
-def _video_rows(videos: Sequence[Video], scores: np.ndarray, video_scores: np.ndarray,
+def _video_rows(videos: Sequence[Video], scores: np.ndarray, by_video: dict[str, VideoScore],
                 threshold: float) -> Iterator[dict[str, Any]]:
+    video_scores = np.array([by_video[v.video_id].score for v in videos])
     predicted = metrics.predict(video_scores, threshold)
     for video, score, pred in zip(videos, video_scores, predicted, strict=True):
         own = scores[list(video.members)]
         yield {"video_id": video.video_id, "group": video.group,
                "label": CLASS_NAMES[video.label], "label_id": video.label,
-               "crops": len(video.members), "score": float(score),
+               "crops": len(video.members), "crops_used": by_video[video.video_id].used,
+               "score": float(score),
                "predicted": CLASS_NAMES[pred], "correct": int(pred == video.label),
-               "frame_score_min": float(own.min()), "frame_score_max": float(own.max())}
+               "crop_score_min": float(own.min()), "crop_score_max": float(own.max())}

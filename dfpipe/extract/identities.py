@@ -98,7 +98,7 @@ def _dfdc_entry(video: Path) -> dict | None:
     places = [video]
     try:
         resolved = video.resolve()
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
         resolved = video
     if resolved != video:
         places.append(resolved)

@@ -90,8 +90,10 @@ def list_videos(root: Path) -> list[LayoutVideo]:
 
 
 def _videos(folder: Path) -> Iterator[Path]:
+    """Video files below ``folder``; a link that leads nowhere is kept (its record says why)."""
     for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file():
+        broken = path.is_symlink() and not path.exists()
+        if path.suffix.lower() in VIDEO_EXTENSIONS and (path.is_file() or broken):
             yield path
 
 

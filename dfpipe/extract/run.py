@@ -23,7 +23,7 @@ import cv2
 from tqdm import tqdm
 
 from dfpipe.core.atomic import write_json_atomic
-from dfpipe.core.errors import PipelineError
+from dfpipe.core.errors import PipelineError, describe
 from dfpipe.core.labels import VIDEO_EXTENSIONS
 from dfpipe.core.manifest import append_record, manifest_name, read_manifests, run_file_name
 from dfpipe.extract import faces as facelib
@@ -126,7 +126,10 @@ def discover(root: Path, labels_csv: Path | None = None) -> list[VideoJob]:
         ids, rule = find_identities(video.path, video.label, labels, video.rel)
         if video.rule:
             ids, rule = merge_identities([(ids, rule), (video.identities, video.rule)])
-        jobs.append(VideoJob(str(video.path.resolve()), video.rel, video.label, ids[0], rule,
+        # a link that leads nowhere (dangling, a loop) is kept: its record says why
+        broken = video.path.is_symlink() and not video.path.exists()
+        source = os.path.abspath(video.path) if broken else str(video.path.resolve())
+        jobs.append(VideoJob(source, video.rel, video.label, ids[0], rule,
                              video_id_for(video.id_rel), tuple(ids), video.dataset,
                              video.method, video.compression))
     if not jobs:
@@ -208,8 +211,13 @@ def process_video(job: VideoJob, settings: Settings, detector: facelib.Detector,
             os.replace(tmp_dir, final_dir)
     except VideoError as exc:
         record.update(status="error", message=str(exc), crops=[], faces_saved=0)
+    except OSError as exc:  # unreadable, a symlink loop, a vanished file: the record says so
+        log.warning("%s: %s", job.relpath, describe(exc))
+        record.update(status="error", message=describe(exc), crops=[], faces_saved=0)
     except Exception as exc:  # noqa: BLE001 - one bad video must not stop the run
-        log.exception("unexpected failure on %s", job.source)
+        # one line; the traceback with --debug (a bug, not a bad file)
+        log.error("unexpected failure on %s: %s", job.relpath, describe(exc),
+                  exc_info=log.isEnabledFor(logging.DEBUG))
         record.update(status="error", message=f"{type(exc).__name__}: {exc}", crops=[],
                       faces_saved=0)
     finally:

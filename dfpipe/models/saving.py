@@ -47,13 +47,19 @@ def read_metadata(path: Path) -> dict[str, Any]:
     import h5py
 
     path = Path(path)
+    if path.is_dir():
+        raise PipelineError(f"{path} is a folder: give the model file (.h5) written by train.py")
     if not path.is_file():
         raise PipelineError(f"model file not found: {path} (train one with train.py)")
     text = None
     if h5py.is_hdf5(path):
-        with h5py.File(path, "r") as fh:
-            raw = fh.attrs.get(METADATA_ATTR)
-            text = raw.decode() if isinstance(raw, bytes) else raw
+        try:
+            with h5py.File(path, "r") as fh:
+                raw = fh.attrs.get(METADATA_ATTR)
+                text = raw.decode() if isinstance(raw, bytes) else raw
+        except OSError as exc:  # a truncated copy still passes is_hdf5
+            raise PipelineError(f"cannot read the model file {path} ({str(exc).splitlines()[0]}"
+                                "): it is truncated or corrupt; copy it again or retrain") from None
     elif path.suffix == ".h5":
         raise PipelineError(f"not a valid HDF5 model file: {path} (corrupt or truncated?)")
     if text is None and metadata_sidecar(path).is_file():

@@ -23,7 +23,8 @@ DEFAULT_BATCH_SIZE = 32
 TRIM_FRACTION = 0.1
 CONFIDENT_FAKE = 0.8
 CONFIDENT_REAL = 0.2
-CONFIDENT_MIN_FAKES = 11
+CONFIDENT_MIN_FAKES = 11  # of CONFIDENT_FRAMES crops: scaled to the count a video is judged on
+CONFIDENT_FRAMES = 32
 CONFIDENT_FAKE_DIVISOR = 2.5
 CONFIDENT_REAL_FRACTION = 0.9
 
@@ -126,18 +127,24 @@ def aggregate_confident(scores: Sequence[float] | np.ndarray) -> float:
       (nearly every frame confidently real);
     - else return the mean of all scores.
 
-    The constant 11 comes from his 32 frames per video: a video with fewer than 12 crops
-    never takes the first branch.
+    The constant 11 comes from his 32 frames per video; here it is scaled to the n crops a
+    video is judged on (``round(11 * n / 32)``, :func:`confident_min_fakes`), so the rule means
+    the same with 8 crops as with 32, and is his exactly at 32.
     """
     arr = _scores(scores)
     n = arr.size
     fakes = arr > CONFIDENT_FAKE
     reals = arr < CONFIDENT_REAL
-    if fakes.sum() > n // CONFIDENT_FAKE_DIVISOR and fakes.sum() > CONFIDENT_MIN_FAKES:
+    if fakes.sum() > n // CONFIDENT_FAKE_DIVISOR and fakes.sum() > confident_min_fakes(n):
         return float(np.mean(arr[fakes]))
     if reals.sum() > CONFIDENT_REAL_FRACTION * n:
         return float(np.mean(arr[reals]))
     return float(np.mean(arr))
+
+
+def confident_min_fakes(n: int) -> int:
+    """How many confident fakes the confident rule needs to exceed among ``n`` crops."""
+    return int(round(CONFIDENT_MIN_FAKES * n / CONFIDENT_FRAMES))
 
 
 AGGREGATORS: dict[str, Callable[[Sequence[float] | np.ndarray], float]] = {
@@ -149,6 +156,14 @@ AGGREGATORS: dict[str, Callable[[Sequence[float] | np.ndarray], float]] = {
 }
 
 
+RULE_PARAMETERS: dict[str, dict[str, Any]] = {
+    "trimmed_mean": {"cut_each_end": TRIM_FRACTION},
+    "confident": {"fake_above": CONFIDENT_FAKE, "real_below": CONFIDENT_REAL,
+                  "min_fakes": f"round({CONFIDENT_MIN_FAKES} * n / {CONFIDENT_FRAMES}) for a "
+                               "video judged on n crops"},
+}
+
+
 def aggregator(rule: str) -> Callable[[Sequence[float] | np.ndarray], float]:
     """The aggregation function called ``rule``; PipelineError naming the choices if unknown."""
     try:
@@ -156,16 +171,3 @@ def aggregator(rule: str) -> Callable[[Sequence[float] | np.ndarray], float]:
     except KeyError:
         raise PipelineError(f"unknown aggregation rule {rule!r}: choose one of "
                             f"{', '.join(AGGREGATORS)}") from None
-
-
-def aggregate_videos(video_ids: Sequence[str], scores: Sequence[float] | np.ndarray,
-                     rule: str = "mean") -> dict[str, float]:
-    """One score per video (in order of first appearance) from its crops' scores by ``rule``."""
-    fn = aggregator(rule)
-    arr = np.asarray(scores, dtype=np.float64).ravel()
-    if len(video_ids) != arr.size:
-        raise ValueError(f"{len(video_ids)} video ids for {arr.size} scores")
-    members: dict[str, list[int]] = {}
-    for i, video in enumerate(video_ids):
-        members.setdefault(video, []).append(i)
-    return {video: fn(arr[idx]) for video, idx in members.items()}

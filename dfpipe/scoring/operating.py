@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from dfpipe.core.errors import PipelineError
-from dfpipe.scoring.crops import AGGREGATORS, aggregate_videos, aggregator
+from dfpipe.scoring.crops import AGGREGATORS, RULE_PARAMETERS, aggregator
+from dfpipe.scoring.videos import DRAW, VideoScore, rates_at, score_videos
 
 log = logging.getLogger(__name__)
 
@@ -31,38 +32,55 @@ LEGACY_NOTICE = ("model metadata predates video-level thresholds (no 'crop_thres
 
 
 def choose_threshold(labels: Sequence[int], scores: Sequence[float]) -> float:
-    """The score cut that maximises TPR - FPR on validation (needs both classes)."""
+    """The cut that maximises TPR - FPR on validation (needs both classes), placed midway
+    between the lowest score called fake and the next score below it, never on a score, so a
+    rounding difference between two runs of the same model cannot flip a video."""
     from sklearn.metrics import roc_curve
 
     y = np.asarray(labels)
     if len(set(y.tolist())) < 2:
         raise PipelineError("validation has one class only: cannot choose a threshold")
-    fpr, tpr, thresholds = roc_curve(y, np.asarray(scores, dtype=np.float64))
-    finite = np.isfinite(thresholds)
-    best = int(np.argmax(np.where(finite, tpr - fpr, -np.inf)))
-    return float(np.clip(thresholds[best], 0.0, 1.0))
+    fpr, tpr, cuts = roc_curve(y, np.asarray(scores, dtype=np.float64), drop_intermediate=False)
+    best = int(np.argmax(np.where(np.isfinite(cuts), tpr - fpr, -np.inf)))
+    above = cuts[best]
+    below = cuts[best + 1] if best + 1 < len(cuts) else 0.0
+    return float(np.clip((above + below) / 2.0, 0.0, 1.0))
 
 
 def choose_operating_point(video_ids: Sequence[str], labels: Sequence[int],
                            scores: Sequence[float], rule: str = DEFAULT_AGGREGATE,
-                           rule_source: str = "the default") -> dict[str, Any]:
-    """Metadata keys of the operating point, from validation crop scores: the crops are
-    aggregated per video by ``rule`` and the video threshold is picked on those videos."""
+                           rule_source: str = "the default", crops_per_video: int = 0,
+                           order: Sequence[tuple[float, ...]] | None = None) -> dict[str, Any]:
+    """Metadata keys of the operating point, from validation crop scores: each video judged on
+    ``crops_per_video`` crops drawn as evaluate and the app draw them (0: all), by ``rule``,
+    and the video threshold picked on those videos.
+
+    Returns the ``operating_point`` block (its ``val`` is measured later, on the saved model)
+    and, for older readers, the flat keys ``aggregate``, ``threshold``, ``crop_threshold``.
+    """
     aggregator(rule)
     scores = np.asarray(scores, dtype=np.float64).ravel()
-    by_video = aggregate_videos(video_ids, scores, rule)
+    order = order if order is not None else [(float(i),) for i in range(len(scores))]
+    by_video = score_videos(video_ids, order, scores, rule, crops_per_video)
     label_of: dict[str, int] = {}
     for vid, label in zip(video_ids, labels, strict=True):
         if label_of.setdefault(vid, int(label)) != int(label):
             raise PipelineError(f"validation video {vid} has both real and fake crops")
     y_videos = [label_of[v] for v in by_video]
-    s_videos = [by_video[v] for v in by_video]
+    s_videos = [by_video[v].score for v in by_video]
+    threshold = choose_threshold(y_videos, s_videos)
+    k_text = f"{crops_per_video} crops" if crops_per_video else "all its crops"
+    source = (f"{THRESHOLD_RULE} on {len(by_video)} validation videos, each scored by the "
+              f"{rule} of {k_text}, midway between two adjacent video scores")
     return {
+        "operating_point": {
+            "rule": rule, "rule_parameters": RULE_PARAMETERS.get(rule, {}),
+            "rule_source": rule_source, "crops_per_video": int(crops_per_video),
+            "draw": DRAW, "threshold": threshold, "threshold_source": source, "val": None},
         "aggregate": rule,
         "aggregate_source": rule_source,
-        "threshold": choose_threshold(y_videos, s_videos),
-        "threshold_source": (f"{THRESHOLD_RULE} on {len(by_video)} validation videos, each "
-                             f"scored by the {rule} of its crops"),
+        "threshold": threshold,
+        "threshold_source": source,
         "crop_threshold": choose_threshold(labels, scores),
         "crop_threshold_source": f"{THRESHOLD_RULE} on {len(scores)} validation crops",
     }
@@ -79,6 +97,8 @@ class OperatingPoint:
     crop_threshold: float
     crop_threshold_source: str
     legacy: bool = False
+    crops_per_video: int = 0  # K; 0 judges a video on all its crops
+    block: dict[str, Any] | None = None  # the model's operating_point metadata, if any
 
 
 def _check(value: float, what: str) -> float:
@@ -131,4 +151,27 @@ def resolve_operating_point(meta: dict[str, Any], aggregate: str | None = None,
         crop, crop_src = FALLBACK_THRESHOLD, "a fallback: the model metadata holds no threshold"
     if legacy and meta.get("threshold") is not None and threshold is None:
         log.warning(LEGACY_NOTICE.format(rule=rule))
-    return OperatingPoint(rule, rule_src, thr, thr_src, crop, crop_src, legacy)
+    block = meta.get("operating_point") if isinstance(meta.get("operating_point"), dict) else None
+    k = int(block.get("crops_per_video") or 0) if block else 0
+    return OperatingPoint(rule, rule_src, thr, thr_src, crop, crop_src, legacy, k, block)
+
+
+def operating_point_result(point: OperatingPoint, crops_per_video: int, split: str,
+                           labels: Sequence[int], video_scores: Sequence[float],
+                           by_video: dict[str, VideoScore]) -> dict[str, Any]:
+    """What evaluate reports of the operating point: the model's block (or what was applied
+    in its place), and ``measured``: the rates at its threshold on the evaluated videos."""
+    block = dict(point.block) if point.block else {
+        "rule": point.aggregate, "threshold": point.threshold,
+        "note": "the model records no operating_point block (trained before it existed)"}
+    used = [v.used for v in by_video.values()]
+    found = [v.found for v in by_video.values()]
+    measured = {"split": split, "videos": len(by_video), **rates_at(labels, video_scores,
+                                                                      point.threshold),
+                "crops_per_video": crops_per_video, "crops_used": int(sum(used)),
+                "crops_found": int(sum(found))}
+    block["measured"] = measured
+    if crops_per_video == 0:
+        block["warning"] = ("every crop of a video is used (crops_per_video 0): the rule's "
+                            "score then depends on how many crops each video has")
+    return block

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from dfpipe.core.errors import PipelineError
-from dfpipe.core.images import decode_jpeg
+from dfpipe.core.images import decode_jpeg, feed_size_of, to_feed_size
 from dfpipe.extract import faces as facelib
 from dfpipe.extract.video import VideoError, open_video
 from dfpipe.scoring.crops import DEFAULT_BATCH_SIZE, score_crops
@@ -82,6 +82,8 @@ class Analyzer:
         point = resolve_operating_point(metadata, aggregate, threshold)
         self.threshold, self.threshold_source = point.threshold, point.threshold_source
         self.crop_threshold, self.rule = point.crop_threshold, point.aggregate
+        self.crops_per_video = point.crops_per_video
+        self.feed = feed_size_of(metadata)
         self.quality = quality.rules_of(metadata)
         self.crop_unknown = unknown_crop_settings(metadata)
         self.crop_notice = ""
@@ -201,7 +203,7 @@ class Analyzer:
                 for face_no, face in enumerate(chosen):
                     jpeg = facelib.encode_crop(facelib.crop_face(frame, face.box, s.margin,
                                                                  s.size))
-                    rgb = decode_jpeg(jpeg)
+                    rgb = to_feed_size(decode_jpeg(jpeg), self.feed)
                     k = len(faces)
                     faces.append({"index": k, "frame": index, "face": face_no,
                                   "time_s": _seconds(index, info.fps),
@@ -291,7 +293,7 @@ class Analyzer:
             raise VideoError("no frame could be decoded (corrupt or truncated file)")
         kept = self._quality_kept(faces, warnings) if faces else None
         result.update(judge(faces, self.threshold, self.rule, video["frames_sampled"],
-                            s.min_confidence, kept))
+                            s.min_confidence, kept, self.crops_per_video))
         if faces and len(faces) < 3:
             warnings.append(f"judged on {len(faces)} face crop(s) only")
         result["warnings"] = warnings

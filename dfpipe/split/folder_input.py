@@ -84,14 +84,15 @@ def default_labels(root: Path) -> Path | None:
 
 
 def make_loader(labels: Path, group_column: str | None = None,
-                settings: CropSettings | None = None) -> Loader:
+                settings: CropSettings | None = None, crop_is_video: bool = False) -> Loader:
     """A loader with split's ``load_crops`` signature (root -> crops, counts)."""
     return partial(load_crop_folder, labels=Path(labels), group_column=group_column,
-                   settings=settings or CropSettings())
+                   settings=settings or CropSettings(), crop_is_video=crop_is_video)
 
 
 def loader_for(root: Path, labels: Path | None, group_column: str | None = None,
-               margin: float | None = None, size: int | None = None) -> Loader | None:
+               margin: float | None = None, size: int | None = None,
+               crop_is_video: bool = False) -> Loader | None:
     """split.py's choice: the crops-folder loader when ``root`` holds no manifest and a labels
     CSV is given (or lies at ``root/labels.csv``); None (read the manifest, where ``labels``
     only adds identities) otherwise. ``--group-column`` given for a preprocess output is
@@ -109,7 +110,8 @@ def loader_for(root: Path, labels: Path | None, group_column: str | None = None,
                      root, labels)
     if labels is None:
         return None
-    return make_loader(labels, group_column, CropSettings(margin=margin, size=size))
+    return make_loader(labels, group_column, CropSettings(margin=margin, size=size),
+                       crop_is_video)
 
 
 
@@ -185,14 +187,48 @@ def read_rows(labels: Path, group_column: str | None = None) -> list[dict[str, A
     return rows
 
 
-def _video_id(row: dict[str, Any]) -> str:
+VIDEO_RULES = {
+    "column": "the labels CSV's video column",
+    "folder": "each crop's parent folder (the labels CSV has no video column)",
+    "crop": "each crop on its own (--crop-is-video: the labels CSV has no video column)",
+}
+
+
+def _video_rule(rows: list[dict[str, Any]], labels: Path, crop_is_video: bool) -> str:
+    """How crops are joined into videos: the CSV's column, else each crop's parent folder; a
+    flat folder (crops straight under the root or a class folder) is refused, since crops of
+    one video would land on both sides of the split, unless each crop is a video."""
+    if all(r["video"] for r in rows):
+        return "column"
+    if crop_is_video:
+        return "crop"
+    flat = [r["path"] for r in rows if not r["video"] and _parent(r["path"]) in FLAT_PARENTS]
+    if flat:
+        raise PipelineError(f"{labels}: {len(flat)} crops have no video (no video column) and "
+                            f"lie in no folder of their own (first: {flat[0]}): add a video "
+                            "column, put each video's crops in a folder, or pass "
+                            "--crop-is-video if every crop comes from a different video")
+    return "folder"
+
+
+FLAT_PARENTS = {"", ".", *CLASS_NAMES}
+
+
+def _parent(path: str) -> str:
+    return Path(path).parent.as_posix()
+
+
+def _video_id(row: dict[str, Any], rule: str) -> str:
     if row["video"]:
         return row["video"]
+    if rule == "folder":
+        return _parent(row["path"])
     return Path(row["path"]).with_suffix("").as_posix().replace("/", "__")
 
 
 def load_crop_folder(root: Path, labels: Path, group_column: str | None = None,
-                     settings: CropSettings | None = None) -> tuple[list[FaceCrop], dict[str, Any]]:
+                     settings: CropSettings | None = None,
+                     crop_is_video: bool = False) -> tuple[list[FaceCrop], dict[str, Any]]:
     """Every crop the CSV lists, as :class:`FaceCrop` (file relative to ``root``), and the
     counts :func:`dfpipe.split.run.load_crops` returns for a manifest."""
     root = Path(root)
@@ -211,9 +247,10 @@ def load_crop_folder(root: Path, labels: Path, group_column: str | None = None,
         raise PipelineError(f"{labels}: {len(missing)} of {len(rows)} listed paths do not exist "
                             f"under {root} (first: {missing[0]}); paths are relative to the "
                             "crops folder (--input)")
+    video_rule = _video_rule(rows, labels, crop_is_video)
     by_video: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        by_video[_video_id(row)].append(row)
+        by_video[_video_id(row, video_rule)].append(row)
     identities: dict[str, list[str]] = {}
     for video, members in by_video.items():
         kinds = {r["label"] for r in members}
@@ -251,7 +288,7 @@ def load_crop_folder(root: Path, labels: Path, group_column: str | None = None,
                      len(crops), rule, labels)
     record = (settings or CropSettings()).record(labels)
     log.info("crop settings: %s", record["note"])
-    stats = {"source": SOURCE, "labels": str(labels),
+    stats = {"source": SOURCE, "labels": str(labels), "videos_from": VIDEO_RULES[video_rule],
              "videos_in_manifest": len(by_video), "videos_by_status": {"ok": len(by_video)},
              "ok_videos_by_label": {name: videos_by_label[name] for name in CLASS_NAMES},
              "unknown_quality_fields": unknown, "preprocess": record,

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from dfpipe.core.sampling import evenly_spaced
 from dfpipe.core.splittable import QUALITY_RULE_KEYS
 
 log = logging.getLogger(__name__)
@@ -100,13 +101,6 @@ def measure_sharpness(paths: Sequence[Path], workers: int | None = None) -> list
         return list(tqdm(pool.map(image_sharpness, paths), **bar))
 
 
-def spread_evenly(n: int, k: int) -> list[int]:
-    """Indices of ``k`` of ``n`` time-ordered items, one from the middle of each k-th slice."""
-    if k >= n:
-        return list(range(n))
-    return [int((i + 0.5) * n / k) for i in range(k)]
-
-
 def filter_crops(crops: Sequence[FaceCrop], root: Path, rules: QualityRules,
                  workers: int | None = None) -> tuple[list[FaceCrop], dict[str, int]]:
     """Crops that pass every rule (with sharpness filled in) and how many each rule removed."""
@@ -143,7 +137,7 @@ def _cap_per_video(crops: list[FaceCrop], k: int | None) -> list[FaceCrop]:
     kept = []
     for video in sorted(by_video):
         ordered = sorted(by_video[video], key=lambda c: (c.frame, c.face, c.file))
-        kept.extend(ordered[i] for i in spread_evenly(len(ordered), k))
+        kept.extend(ordered[i] for i in evenly_spaced(len(ordered), k))
     return kept
 
 
@@ -175,4 +169,4 @@ def kept_faces(faces: Sequence[dict[str, Any]], rules: QualityRules | None) -> l
     if rules.max_per_video is None:
         return passing
     ordered = sorted(passing, key=lambda i: (faces[i]["frame"], faces[i]["face"]))
-    return sorted(ordered[j] for j in spread_evenly(len(ordered), rules.max_per_video))
+    return sorted(ordered[j] for j in evenly_spaced(len(ordered), rules.max_per_video))

@@ -115,6 +115,9 @@ def report_text(report: dict[str, Any]) -> str:
         how = f"groups placed by ratios {shares}, seed {report['seed']}"
     lines = [f"split of {report['input']}: {how}", "",
              f"crops in manifest: {f['crops_in']}, kept: {f['crops_kept']}"]
+    videos_from = (report.get("videos") or {}).get("videos_from")
+    if videos_from:
+        lines.append(f"videos: {videos_from}")
     lines += [f"  removed by {rule}: {n}" for rule, n in f["removed"].items()]
     if report.get("dropped_unlisted"):
         d = report["dropped_unlisted"]

@@ -1,7 +1,9 @@
 """Which precision and which tf.distribute strategy a training run uses on this machine.
 
-``--precision auto`` must pick right on every machine: float16 on a GPU, bfloat16 only where
-the CPU has native bf16 arithmetic (elsewhere it is emulated and slower than float32).
+``--precision auto`` must pick right on every machine: bfloat16 on GPUs of compute capability
+8.0 and newer (A100, H100, H200: same range as float32, no loss scaling), float16 on older
+GPUs, bfloat16 on a CPU only where it has native bf16 arithmetic (AVX-512 BF16 or AMX;
+elsewhere it is emulated and slower than float32), float32 otherwise.
 """
 
 from __future__ import annotations
@@ -17,16 +19,33 @@ from dfpipe.core.errors import PipelineError
 PRECISIONS: tuple[str, ...] = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
-def choose_precision(requested: str, has_gpu: bool, cpu_has_bf16: bool) -> str:
-    """The Keras dtype policy for ``requested``: 'auto' is float16 on a GPU, bfloat16 on a CPU
-    with native bf16 (AVX512-BF16 / AMX), float32 otherwise."""
+BF16_GPU = (8, 0)  # Ampere and newer: bfloat16 tensor cores
+
+
+def choose_precision(requested: str, gpu_capability: tuple[int, int] | None,
+                     cpu_has_bf16: bool) -> str:
+    """The Keras dtype policy for ``requested``: 'auto' is bfloat16 on GPUs of compute
+    capability 8.0 or newer and float16 on older ones (``gpu_capability`` is the lowest of the
+    machine's GPUs, None without one), bfloat16 on a CPU with native bf16, float32 otherwise."""
     if requested not in PRECISIONS:
         raise PipelineError(f"unknown precision '{requested}': use one of {', '.join(PRECISIONS)}")
     if requested != "auto":
         return requested
-    if has_gpu:
-        return "mixed_float16"
+    if gpu_capability is not None:
+        return "mixed_bfloat16" if tuple(gpu_capability) >= BF16_GPU else "mixed_float16"
     return "mixed_bfloat16" if cpu_has_bf16 else "float32"
+
+
+def gpu_capability() -> tuple[int, int] | None:
+    """The lowest compute capability among the GPUs TensorFlow sees (None without a GPU; a
+    GPU that does not report one counts as pre-Ampere)."""
+    import tensorflow as tf
+
+    found = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        found.append(tuple(details.get("compute_capability") or (0, 0)))
+    return min(found) if found else None
 
 
 def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
@@ -96,3 +115,18 @@ def is_chief(tf_config: str | None) -> bool:
     if kind == "chief":
         return True
     return kind == "worker" and index == 0 and "chief" not in spec.get("cluster", {})
+
+
+def worker_shard(tf_config: str | None) -> tuple[int, int] | None:
+    """(workers, this worker's index) of a multi-worker cluster in TF_CONFIG, for sharding
+    the input files before they are decoded; None for a single machine."""
+    if not tf_config:
+        return None
+    spec = json.loads(tf_config)
+    cluster = spec.get("cluster", {})
+    members = [(kind, i) for kind in ("chief", "worker") for i in range(len(cluster.get(kind, [])))]
+    if len(members) < 2:
+        return None
+    task = spec.get("task", {})
+    me = (task.get("type", "chief"), int(task.get("index", 0)))
+    return (len(members), members.index(me)) if me in members else None

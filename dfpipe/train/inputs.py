@@ -26,8 +26,9 @@ import cv2
 import numpy as np
 
 from dfpipe.core.errors import PipelineError
-from dfpipe.core.images import read_rgb
+from dfpipe.core.images import read_rgb, to_feed_size
 from dfpipe.core.labels import CLASS_NAMES, FAKE, REAL
+from dfpipe.core.sampling import evenly_spaced
 from dfpipe.core.splittable import Crop, load_split
 
 log = logging.getLogger(__name__)
@@ -124,9 +125,7 @@ class CropLoader:
         """The crop at the feed size, and its width and height as stored."""
         image = read_rgb(path.decode("utf-8") if isinstance(path, bytes) else path)
         h, w = image.shape[:2]
-        if (h, w) != (self.size, self.size):
-            image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
-        return image, w, h
+        return to_feed_size(image, self.size), w, h
 
     def augment_image(self, image: np.ndarray, seed: int) -> np.ndarray:
         """The training augmentation drawn from ``seed`` (the image itself when off)."""
@@ -159,10 +158,7 @@ def draw_per_video(crops: Sequence[Crop], limit: int | None,
         if len(items) <= limit:
             chosen.extend(items)
             continue
-        edges = np.linspace(0, len(items), limit + 1).astype(int)
-        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-            pick = int(rng.integers(lo, hi)) if rng is not None else (lo + hi) // 2
-            chosen.append(items[pick])
+        chosen.extend(items[i] for i in evenly_spaced(len(items), limit, rng))
     return chosen
 
 
@@ -202,12 +198,16 @@ def epoch_plan(crops: Sequence[Crop], epoch: int, seed: int, frames_per_video: i
 
 def make_dataset(crops: Sequence[Crop], size: int, batch_size: int, training: bool,
                  seed: int = 0, augment: bool = True, balance: str = "weights",
-                 epoch: int = 0, frames_per_video: int | None = None) -> Any:
+                 epoch: int = 0, frames_per_video: int | None = None,
+                 shard: tuple[int, int] | None = None) -> Any:
     """Batches of (float32 RGB 0..255 images [B,size,size,3], float32 labels [B,1]).
 
     ``training``: one epoch (:func:`epoch_plan` of ``epoch``), augmented when ``augment``, the
     last partial batch dropped. Otherwise the crops (``frames_per_video``: their fixed draw)
-    are read once, in order, never augmented.
+    are read once, in order, never augmented. ``shard`` (workers, this worker's index): this
+    worker keeps every workers-th file *before* decoding, so no worker decodes another's
+    share (tf.data's automatic sharding would decode every file on every worker and then
+    drop most of them).
     """
     import tensorflow as tf
 
@@ -227,11 +227,15 @@ def make_dataset(crops: Sequence[Crop], size: int, batch_size: int, training: bo
         return image, tf.reshape(label, (1,))
 
     ds = tf.data.Dataset.from_tensor_slices((paths, labels, seeds.astype(np.int64)))
+    if shard is not None:
+        ds = ds.shard(*shard)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=training and len(chosen) > batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF if shard is not None
+        else tf.data.experimental.AutoShardPolicy.DATA)
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from dfpipe.core.atomic import write_json_atomic
 from dfpipe.core.files import TRAINING_DONE, TRAINING_LOG
+from dfpipe.core.images import feed_size_of
 from dfpipe.core.splittable import crop_settings, quality_rules, read_split_report
 from dfpipe.core.traininglog import write_training_log
 from dfpipe.models.build import (
@@ -36,8 +37,10 @@ from dfpipe.models.build import (
     unfreeze_top,
 )
 from dfpipe.models.registry import Backbone, check_size, get_backbone
-from dfpipe.models.saving import save_model
+from dfpipe.models.saving import load_model, save_model
+from dfpipe.scoring.judge import crop_order, judge_split
 from dfpipe.scoring.operating import choose_operating_point
+from dfpipe.scoring.videos import rates_at
 from dfpipe.train.callbacks import (
     keras_tensorboard,
     learning_rate_to_logs,
@@ -50,6 +53,7 @@ from dfpipe.train.curves import training_curves
 from dfpipe.train.devices import (
     choose_precision,
     cpu_supports_bf16,
+    gpu_capability,
     gpu_count,
     is_chief,
     make_strategy,
@@ -109,7 +113,7 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
 
     import keras
 
-    precision = choose_precision(cfg.precision, gpu_count() > 0, cpu_supports_bf16())
+    precision = choose_precision(cfg.precision, gpu_capability(), cpu_supports_bf16())
     tf_config = os.environ.get("TF_CONFIG")
     kind = strategy_kind(gpu_count(), tf_config) if strategy is None else "given"
     strategy = make_strategy(kind) if strategy is None else strategy
@@ -128,7 +132,8 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
     write_training_log(out / TRAINING_LOG, state.history)  # a resumed log: committed epochs only
     keras.utils.set_random_seed(cfg.seed)
     val_ds = make_dataset(val_crops, feed, global_batch, training=False)
-    run = _Run(cfg, spec, train_crops, val_ds, feed, global_batch, out, backup, verbose, sbi)
+    run = _Run(cfg, spec, train_crops, val_ds, feed, global_batch, out, backup, verbose, sbi,
+               strategy if kind == "multi_worker" else None)
     if not state.finished:
         with precision_policy(precision), strategy.scope():
             run.fit(state)
@@ -138,19 +143,23 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
     scores = final.predict(val_ds, verbose=0).reshape(-1).astype(np.float64)
     val_labels = [c.label for c in val_crops]
     point = choose_operating_point([c.video_id for c in val_crops], val_labels, scores,
-                                   cfg.aggregate, "train.py --aggregate")
+                                   cfg.aggregate, "train.py --aggregate", cfg.frames_per_video,
+                                   [crop_order(c) for c in val_crops])
     threshold = point["threshold"]
     val_auc = _auc(val_labels, scores)
     meta = model_metadata(cfg, spec, precision, replicas, kind, feed, crop, val_auc,
-                     train_crops, val_all, val_crops, state, resumed)
+                          train_crops, val_all, val_crops, state, resumed)
     boundary = phase_boundary(cfg, state)
     meta.update(point, phase_boundary=boundary, quality=quality_rules(report))
     meta["self_blending"] = sbi.settings if sbi else None
     model_path = out / f"{spec.name}_best.h5"
     save_model(final, model_path, meta)
+    meta["operating_point"]["val"] = measure_saved(model_path, val_all, meta, global_batch)
+    save_model(final, model_path, meta)  # the same weights, now with the measured rates
     training_curves(out / TRAINING_LOG, out / CURVES_PNG, fine_tune_epoch=boundary)
-    write_json_atomic(out / TRAINING_DONE, {"finished": time.time(), "epochs": len(state.history),
-                                      "model": str(model_path)})
+    write_json_atomic(out / TRAINING_DONE, {"finished": time.time(),
+                                            "epochs": len(state.history),
+                                            "model": str(model_path)})
     backup.clear()  # only now: the model is saved
     return TrainResult(model_path=model_path, metadata=meta, precision=precision,
                        replicas=replicas, best_val_auc=val_auc, threshold=threshold,
@@ -173,6 +182,25 @@ class _Run:
     backup: RunBackup
     verbose: int
     sbi: SBITraining | None = None
+    strategy: Any = None  # a multi-worker strategy: each worker decodes only its own files
+
+    def train_dataset(self, epoch: int) -> Any:
+        """The epoch's training batches; across workers, files are sharded before decoding."""
+        cfg = self.cfg
+
+        def build(shard: tuple[int, int] | None, batch: int) -> Any:
+            return make_dataset(self.train_crops, self.feed, batch, training=True,
+                                seed=cfg.seed, augment=cfg.augment, balance=cfg.balance,
+                                epoch=epoch, frames_per_video=cfg.frames_per_video,
+                                shard=shard)
+
+        if self.sbi:
+            return self.sbi.dataset(epoch)
+        if self.strategy is None:
+            return build(None, self.global_batch)
+        return self.strategy.distribute_datasets_from_function(
+            lambda ctx: build((ctx.num_input_pipelines, ctx.input_pipeline_id),
+                              ctx.get_per_replica_batch_size(self.global_batch)))
 
     def fit(self, state: RunState) -> None:
         """Run every phase from where ``state`` stands to the end; mark it finished."""
@@ -213,10 +241,7 @@ class _Run:
             if state.lr is not None:
                 model.optimizer.learning_rate = state.lr
             reseed(model, cfg.seed, epoch)
-            train_ds = self.sbi.dataset(epoch) if self.sbi else make_dataset(
-                self.train_crops, self.feed, self.global_batch, training=True, seed=cfg.seed,
-                augment=cfg.augment, balance=cfg.balance, epoch=epoch,
-                frames_per_video=cfg.frames_per_video)
+            train_ds = self.train_dataset(epoch)
             with pipeline_errors():
                 run = model.fit(train_ds, validation_data=self.val_ds, initial_epoch=epoch,
                                 epochs=end, verbose=self.verbose, shuffle=False,
@@ -250,6 +275,22 @@ class _Run:
         model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(),
                       metrics=[keras.metrics.AUC(name="auc"),
                                keras.metrics.BinaryAccuracy(name="accuracy")])
+
+
+def measure_saved(model_path: Path, val_crops: Sequence[Any], meta: dict[str, Any],
+                  batch_size: int) -> dict[str, Any]:
+    """The operating point's rates on the validation videos, measured as evaluate measures
+    them: the saved file loaded back, every validation crop read at the feed size, each video
+    judged on the operating point's K crops (``evaluate.py --split val`` gives the same)."""
+    model, _ = load_model(model_path)
+    op = meta["operating_point"]
+    _, by_video = judge_split(model, val_crops, op["rule"], op["crops_per_video"],
+                              feed_size_of(meta), batch_size)
+    label_of = {c.video_id: c.label for c in val_crops}
+    labels = [label_of[v] for v in by_video]
+    rates = rates_at(labels, [s.score for s in by_video.values()], op["threshold"])
+    return {"videos": len(by_video), **rates,
+            "measured_on": "the saved model, with evaluate's scorer"}
 
 
 def _auc(labels: Sequence[int], scores: np.ndarray) -> float:

@@ -96,8 +96,9 @@ def test_prediction_tables_have_header_and_rows(tmp_path):
              "label": "real", "label_id": 0, "score": 0.123456789, "predicted": "real",
              "correct": 1}]
     videos = [{"video_id": "v", "group": "g", "label": "real", "label_id": 0, "crops": 1,
+               "crops_used": 1,
                "score": 0.123456789, "predicted": "real", "correct": 1,
-               "frame_score_min": 0.123456789, "frame_score_max": 0.123456789}]
+               "crop_score_min": 0.123456789, "crop_score_max": 0.123456789}]
     paths = report.write_report(tmp_path, make_result(), rows, videos)
     assert sorted(p.name for p in paths) == sorted(
         [report.CROPS_CSV, report.VIDEOS_CSV, report.METRICS_JSON, report.METRICS_TEXT])

@@ -190,7 +190,7 @@ def test_folder_without_split_table_and_other_rules(model_path, tmp_path):
     assert result["data"]["source"] == "folders"
     rows = {r["video_id"]: r for r in read_csv(tmp_path / "out" / report.VIDEOS_CSV)}
     assert set(rows) == {"r1", "r2", "r3", "f1", "f2"}
-    assert float(rows["r3"]["score"]) == pytest.approx(float(rows["r3"]["frame_score_max"]))
+    assert float(rows["r3"]["score"]) == pytest.approx(float(rows["r3"]["crop_score_max"]))
 
 
 def test_one_class_split_without_training_log_degrades_gracefully(model_path, tmp_path):
@@ -330,7 +330,7 @@ def test_evaluate_defaults_to_the_stored_rule_and_both_thresholds(split_root, tm
     assert result["threshold"]["value"] == 0.8 and result["crop_threshold"]["value"] == 0.9
     assert result["crops"]["threshold"] == 0.9 and result["videos"]["threshold"] == 0.8
     rows = {r["video_id"]: r for r in read_csv(tmp_path / "out" / report.VIDEOS_CSV)}
-    assert float(rows["r3"]["score"]) == pytest.approx(float(rows["r3"]["frame_score_max"]))
+    assert float(rows["r3"]["score"]) == pytest.approx(float(rows["r3"]["crop_score_max"]))
     text = (tmp_path / "out" / report.METRICS_TEXT).read_text()
     assert "videos 0.8000 from the model metadata (val videos)" in text
     assert "crops  0.9000 from the model metadata (val crops)" in text
@@ -389,3 +389,27 @@ def test_video_bootstrap_resamples_identity_groups(model_path, tmp_path):
     for level in ("crops", "videos"):
         assert result[level]["ci"]["unit"] == "cluster"
         assert result[level]["ci"]["clusters"] == 3, level
+
+
+def test_evaluate_on_validation_measures_what_training_recorded(tmp_path):
+    from split_support import write_split
+
+    from dfpipe.train.config import TrainConfig
+    from dfpipe.train.loop import train
+
+    root = write_split(tmp_path / "split", {"train": {"real": 4, "fake": 4},
+                                            "val": {"real": 4, "fake": 4}}, size=32, frames=7)
+    result = train(TrainConfig(data=root, output=tmp_path / "m", backbone="tiny",
+                               weights="none", size=32, batch_size=8, epochs=2,
+                               frames_per_video=3, aggregate="max"), verbose=0)
+    block = result.metadata["operating_point"]
+    assert block["crops_per_video"] == 3 and block["rule"] == "max"
+    assert block["val"]["videos"] == 8
+    measured = evaluation.evaluate(result.model_path, root, split="val",
+                                   output=tmp_path / "ev", bootstrap=0,
+                                   progress=False)["operating_point"]["measured"]
+    assert measured["videos"] == block["val"]["videos"]
+    assert (measured["fpr"], measured["tpr"]) == (block["val"]["fpr"], block["val"]["tpr"])
+    assert (measured["crops_used"], measured["crops_found"]) == (8 * 3, 8 * 7)
+    rows = read_csv(tmp_path / "ev" / report.VIDEOS_CSV)
+    assert {(r["crops"], r["crops_used"]) for r in rows} == {("7", "3")}

@@ -283,3 +283,36 @@ def test_preprocess_prints_how_many_fakes_have_no_known_source(tmp_path, centre,
     printed = capsys.readouterr().out
     assert "fakes with no known source (each its own group, a leak risk): 1" in printed
     assert "--allow-ungrouped-fakes" in printed
+
+
+def test_an_unreadable_video_is_one_log_line_and_a_record(tmp_path, centre, monkeypatch,
+                                                          caplog):
+    from dfpipe.extract import run as extract_run
+
+    data = _numbered_dataset(tmp_path / "data", 2, 1)
+    opened = extract_run.open_video
+
+    def open_video(path, *args, **kwargs):
+        if path.name == "001.mp4":  # what a file this user may not read raises
+            raise PermissionError(13, "Permission denied", str(path))
+        return opened(path, *args, **kwargs)
+
+    monkeypatch.setattr(extract_run, "open_video", open_video)
+    summary = run(data, tmp_path / "out", Settings(detector="centre", every=5, size=32))
+    record = {r["relpath"]: r for r in read_manifests(tmp_path / "out")}["real/001.mp4"]
+    assert record["status"] == "error" and "Permission denied" in record["message"]
+    assert (summary.statuses["ok"], summary.statuses["error"]) == (2, 1)
+    lines = [r for r in caplog.records if "001.mp4" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].exc_info is None  # one line, no traceback
+
+
+def test_a_symlink_loop_gets_a_manifest_record(tmp_path, centre):
+    data = _numbered_dataset(tmp_path / "data", 1, 1)
+    loop = data / "real" / "loop.mp4"
+    loop.symlink_to(loop)  # resolving it loops
+    (data / "real" / "gone.mp4").symlink_to(data / "nowhere.mp4")
+    run(data, tmp_path / "out", Settings(detector="centre", every=5, size=32))
+    records = {r["relpath"]: r for r in read_manifests(tmp_path / "out")}
+    for name in ("real/loop.mp4", "real/gone.mp4"):
+        assert records[name]["status"] == "error" and records[name]["message"], name
+    assert records["real/000.mp4"]["status"] == "ok"

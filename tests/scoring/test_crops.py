@@ -9,10 +9,10 @@ from dfpipe.core.errors import PipelineError
 from dfpipe.scoring.crops import (
     AGGREGATORS,
     aggregate_confident,
-    aggregate_videos,
     aggregator,
     score_crops,
 )
+from dfpipe.scoring.videos import score_videos
 
 keras = pytest.importorskip("keras")
 
@@ -101,17 +101,23 @@ def test_no_images_gives_no_scores_and_grey_images_are_refused():
         score_crops(brightness_model(), [np.zeros((8, 8), np.uint8)])
 
 
-def test_aggregate_videos_groups_by_id_in_order_of_first_appearance():
+def by_video(ids: list[str], scores: list[float], rule: str) -> dict[str, float]:
+    """Each video's score from all its crops (K = 0), the crops in the given order."""
+    order = [(float(i),) for i in range(len(ids))]
+    return {v: s.score for v, s in score_videos(ids, order, scores, rule, 0).items()}
+
+
+def test_videos_are_scored_by_id_in_order_of_first_appearance():
     ids = ["A", "B", "A", "B", "A"]
     scores = [0.1, 0.6, 0.2, 0.7, 0.9]
     # A: 0.1, 0.2, 0.9 -> mean 1.2/3 = 0.4, median 0.2, max 0.9; B: 0.6, 0.7 -> mean 0.65
-    mean = aggregate_videos(ids, scores, "mean")
+    mean = by_video(ids, scores, "mean")
     assert list(mean) == ["A", "B"]
     assert mean == pytest.approx({"A": 0.4, "B": 0.65})
-    assert aggregate_videos(ids, scores, "median") == pytest.approx({"A": 0.2, "B": 0.65})
-    assert aggregate_videos(ids, scores, "max") == pytest.approx({"A": 0.9, "B": 0.7})
-    with pytest.raises(ValueError, match="4 video ids for 5 scores"):
-        aggregate_videos(ids[:4], scores, "mean")
+    assert by_video(ids, scores, "median") == pytest.approx({"A": 0.2, "B": 0.65})
+    assert by_video(ids, scores, "max") == pytest.approx({"A": 0.9, "B": 0.7})
+    with pytest.raises(ValueError, match="4 video ids, 5 times, 5 scores"):
+        score_videos(ids[:4], [(0.0,)] * 5, scores, "mean", 0)
 
 
 def test_trimmed_mean_cuts_ten_percent_from_each_end():
@@ -133,12 +139,15 @@ def test_trimmed_mean_cuts_ten_percent_from_each_end():
     ([0.1] * 19 + [0.7], 0.1),
     # 18 below 0.2: 18 > 18 fails -> plain mean (1.8 + 1.4) / 20 = 0.16
     ([0.1] * 18 + [0.7] * 2, 0.16),
-    # 10 frames, 9 above 0.8 but 9 > 11 fails -> plain mean (8.55 + 0.5) / 10 = 0.905
-    ([0.95] * 9 + [0.5], 0.905),
+    # 10 crops: the 11 of 32 scales to round(11 * 10 / 32) = 3; 9 > 10 // 2.5 = 4 and 9 > 3
+    # -> mean of those = 0.95 (the winner's fixed 11 would never fire below 12 crops)
+    ([0.95] * 9 + [0.5], 0.95),
+    # 10 crops, 3 above 0.8: 3 > 3 fails -> plain mean (2.85 + 3.5) / 10 = 0.635
+    ([0.95] * 3 + [0.5] * 7, 0.635),
 ])
 def test_confident_rule_matches_the_dfdc_winner(scores, want):
     assert aggregate_confident(scores) == pytest.approx(want)
-    assert aggregate_videos(["v"] * len(scores), scores, "confident")["v"] == pytest.approx(want)
+    assert by_video(["v"] * len(scores), scores, "confident")["v"] == pytest.approx(want)
 
 
 def test_unknown_rule_and_empty_scores_are_refused():

@@ -73,7 +73,7 @@ def test_crops_folder_is_split_by_group_with_every_crop(tmp_path: Path) -> None:
     rows = crops_folder(src)
     labels = write_csv(tmp_path / "labels.csv", ["path", "label", "group"], rows)
     out = tmp_path / "split"
-    assert split_script.main(["--input", str(src), "--labels", str(labels),
+    assert split_script.main(["--input", str(src), "--labels", str(labels), "--crop-is-video",
                               "--output", str(out)]) == 0
     table = read_table(out)
     assert sorted(r["path"].rsplit("/", 1)[1] for r in table) == sorted(
@@ -107,7 +107,8 @@ def test_quality_filter_applies_to_crops_folder(tmp_path: Path) -> None:
     sized = [[*r, *((30, 28) if i == 5 else (120, 100))] for i, r in enumerate(rows)]
     labels = write_csv(tmp_path / "labels.csv", header, sized)
     out = tmp_path / "split"
-    split_script.main(["--input", str(src), "--labels", str(labels), "--output", str(out)])
+    split_script.main(["--input", str(src), "--labels", str(labels), "--crop-is-video",
+                       "--output", str(out)])
     report = json.loads((out / "split_report.json").read_text())
     assert report["filter"]["removed"]["sharpness"] == 1
     assert report["filter"]["removed"]["face_size"] == 1
@@ -149,21 +150,49 @@ def test_group_column_option(tmp_path: Path) -> None:
     rows = crops_folder(src, n_groups=9, fakes=1)
     labels = write_csv(tmp_path / "labels.csv", ["path", "label", "group", "identity"],
                        [[p, lab, "same-for-all", grp] for p, lab, grp in rows])
-    crops, _ = load_crop_folder(src, labels, group_column="identity")
+    crops, _ = load_crop_folder(src, labels, group_column="identity", crop_is_video=True)
     assert len({c.group for c in crops}) == 9
-    crops, _ = load_crop_folder(src, labels)
+    crops, _ = load_crop_folder(src, labels, crop_is_video=True)
     assert {c.group for c in crops} == {"same-for-all"}
     with pytest.raises(PipelineError, match="--group-column person is not a column"):
-        load_crop_folder(src, labels, group_column="person")
+        load_crop_folder(src, labels, group_column="person", crop_is_video=True)
 
 
-def test_without_group_each_video_is_its_own_group(tmp_path: Path) -> None:
+def test_a_flat_folder_without_videos_is_refused_unless_each_crop_is_a_video(
+        tmp_path: Path) -> None:
     src = tmp_path / "faces"
     rows = crops_folder(src, n_groups=3, fakes=1)
     labels = write_csv(tmp_path / "labels.csv", ["path", "label"], [r[:2] for r in rows])
-    crops, stats = load_crop_folder(src, labels)
+    with pytest.raises(PipelineError, match="6 crops have no video .*--crop-is-video"):
+        load_crop_folder(src, labels)
+    crops, stats = load_crop_folder(src, labels, crop_is_video=True)
     assert len({c.group for c in crops}) == len({c.video_id for c in crops}) == 6
     assert stats["ok_videos_by_label"] == {"real": 3, "fake": 3}
+    assert "--crop-is-video" in stats["videos_from"]
+
+
+def test_without_a_video_column_the_parent_folder_is_the_video(tmp_path: Path) -> None:
+    src = tmp_path / "faces"
+    rows = []
+    for v in range(6):
+        label = "fake" if v % 2 else "real"
+        for i in range(4):
+            rel = f"{label}/clip{v}/{i:03d}.jpg"
+            write_crop(src / rel, seed=10 * v + i)
+            rows.append([rel, label])
+    labels = write_csv(src / "labels.csv", ["path", "label"], rows)
+    crops, stats = load_crop_folder(src, labels)
+    assert {c.video_id for c in crops} == {f"{'fake' if v % 2 else 'real'}/clip{v}"
+                                           for v in range(6)}
+    assert stats["videos_from"].startswith("each crop's parent folder")
+    out = tmp_path / "split"
+    assert split_script.main(["--input", str(src), "--output", str(out), "--seed", "3",
+                              "--allow-ungrouped-fakes"]) == 0
+    where: dict[str, set[str]] = {}
+    for row in read_table(out):
+        where.setdefault(row["path"].split("/", 2)[2].rsplit("/", 1)[0], set()).add(row["split"])
+    assert len(where) == 6 and all(len(s) == 1 for s in where.values())
+    assert "videos: each crop's parent folder" in (out / "split_report.txt").read_text()
 
 
 def test_video_column_keeps_frames_of_a_video_together(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from dfpipe.split.quality import (
     filter_crops,
     image_sharpness,
     measure_sharpness,
-    spread_evenly,
 )
 
 
@@ -92,13 +91,7 @@ def test_max_per_video_keeps_crops_spread_over_time(tmp_path):
     assert removed["max_per_video"] == 7
 
 
-@pytest.mark.parametrize(("n", "k"), [(10, 3), (7, 7), (3, 5), (100, 1), (101, 10)])
-def test_spread_evenly_picks_distinct_indices_in_every_slice(n, k):
-    picked = spread_evenly(n, k)
-    assert len(picked) == min(n, k) == len(set(picked))
-    assert all(0 <= i < n for i in picked)
-    if k < n:
-        assert all(j * n / k <= i < (j + 1) * n / k for j, i in enumerate(picked))
+
 
 
 def test_max_per_video_must_be_positive():

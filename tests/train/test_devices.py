@@ -11,20 +11,23 @@ from dfpipe.train.devices import choose_precision, cpu_supports_bf16, is_chief, 
 
 
 @pytest.mark.parametrize("requested,gpu,bf16,expected", [
-    ("auto", True, True, "mixed_float16"),
-    ("auto", True, False, "mixed_float16"),
-    ("auto", False, True, "mixed_bfloat16"),
-    ("auto", False, False, "float32"),
-    ("float32", True, True, "float32"),
-    ("mixed_bfloat16", False, False, "mixed_bfloat16"),
+    ("auto", (9, 0), False, "mixed_bfloat16"),  # H100 / H200
+    ("auto", (8, 0), True, "mixed_bfloat16"),  # A100
+    ("auto", (7, 5), True, "mixed_float16"),  # T4: no bf16 tensor cores
+    ("auto", (6, 1), False, "mixed_float16"),
+    ("auto", None, True, "mixed_bfloat16"),  # CPU with AVX-512 BF16 or AMX
+    ("auto", None, False, "float32"),
+    ("float32", (9, 0), True, "float32"),
+    ("mixed_bfloat16", None, False, "mixed_bfloat16"),
 ])
-def test_auto_precision(requested: str, gpu: bool, bf16: bool, expected: str) -> None:
+def test_auto_precision(requested: str, gpu: tuple[int, int] | None, bf16: bool,
+                        expected: str) -> None:
     assert choose_precision(requested, gpu, bf16) == expected
 
 
 def test_bad_precision_and_cpu_flags() -> None:
     with pytest.raises(PipelineError, match="unknown precision 'half'"):
-        choose_precision("half", False, False)
+        choose_precision("half", None, False)
     assert cpu_supports_bf16("processor : 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n")
     assert cpu_supports_bf16("flags : fpu avx512_bf16\n")
     assert not cpu_supports_bf16("flags : fpu sse avx2 avx512f\n")

@@ -170,3 +170,26 @@ def test_unknown_balance_mode(tmp_path: Path) -> None:
     crops = read_split(write_split(tmp_path / "split", size=16), "train")
     with pytest.raises(PipelineError, match="unknown balance mode 'oversample'"):
         make_dataset(crops, 16, 4, training=True, balance="oversample")
+
+
+def test_two_workers_each_decode_only_their_share_of_the_files(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    root = write_split(tmp_path / "split", {"train": {"real": 4, "fake": 4}}, size=16,
+                       frames=3, report=False)
+    crops = read_split(root, "train")
+    decoded: dict[int, list[str]] = {0: [], 1: []}
+    worker = {"index": 0}
+    real_call = data.CropLoader.__call__
+
+    def counting(self, path, seed):
+        decoded[worker["index"]].append(path.decode())
+        return real_call(self, path, seed)
+
+    monkeypatch.setattr(data.CropLoader, "__call__", counting)
+    for index in (0, 1):
+        worker["index"] = index
+        ds = make_dataset(crops, 16, 2, training=False, shard=(2, index))
+        assert sum(len(y) for _, y in ds) == len(crops) // 2
+    assert len(decoded[0]) == len(decoded[1]) == len(crops) // 2
+    assert set(decoded[0]).isdisjoint(decoded[1])
+    assert set(decoded[0]) | set(decoded[1]) == {str(c.path) for c in crops}

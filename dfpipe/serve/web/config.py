@@ -12,6 +12,11 @@ from dfpipe.serve.web.retention import DEFAULT_KEEP_DAYS, DEFAULT_KEEP_JOBS
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEFAULT_THREADS = 8
+# waitress keeps a half-sent request in its event loop (a socket, not a thread): a high limit
+# costs descriptors only, and idle channels go after the timeout. waitress' own 100 is what
+# 110 slow clients exhaust, locking everyone else out.
+DEFAULT_CONNECTION_LIMIT = 1000
+DEFAULT_CHANNEL_TIMEOUT_S = 30
 FORM_SLACK = 64 * 1024
 SERVER_SLACK = 1024 * 1024
 
@@ -32,6 +37,8 @@ class WebConfig:
     ``job_timeout_s`` of wall clock per analysis. ``host`` (the address served) and
     ``allowed_hosts`` are the names requests may carry in ``Host``. ``keep_jobs`` and
     ``keep_days`` bound how many finished jobs, and for how long, are kept.
+    ``connection_limit`` and ``channel_timeout_s`` are waitress' (open connections at most;
+    seconds without a byte before a connection is closed), so slow clients cannot lock others out.
     """
 
     model: Path | None = None
@@ -54,6 +61,8 @@ class WebConfig:
     allowed_hosts: tuple[str, ...] = ()
     keep_jobs: int = DEFAULT_KEEP_JOBS
     keep_days: float = DEFAULT_KEEP_DAYS
+    connection_limit: int = DEFAULT_CONNECTION_LIMIT
+    channel_timeout_s: int = DEFAULT_CHANNEL_TIMEOUT_S
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any] | None) -> WebConfig:
@@ -73,7 +82,8 @@ class WebConfig:
         if cfg.workers < 1 or cfg.queue_size < 1:
             raise ValueError("workers and queue_size must be at least 1")
         positive = ("max_upload_mb", "max_frame_pixels", "max_duration_s", "max_frames",
-                    "max_faces", "job_timeout_s", "keep_jobs", "keep_days")
+                    "max_faces", "job_timeout_s", "keep_jobs", "keep_days", "connection_limit",
+                    "channel_timeout_s")
         bad = [name for name in positive if getattr(cfg, name) <= 0]
         if bad:
             raise ValueError(f"{', '.join(bad)} must be > 0")

@@ -5,8 +5,9 @@ POST), and a name the attacker controls can be re-pointed at 127.0.0.1 (DNS rebi
 request then carries the attacker's name in ``Host``). So a request is answered only when its
 ``Host`` is one the server is bound to, a local name, or one named with ``--allowed-host``;
 and a state-changing request (POST, PUT, PATCH, DELETE) whose ``Origin`` (or, without one,
-``Referer``) names another host, or that the browser marks ``Sec-Fetch-Site: cross-site``,
-is refused. Clients that send neither header (curl, scripts) are not browsers and pass.
+``Referer``) names another host or scheme (``https://`` page, ``http://`` server: another
+origin), or that the browser marks ``Sec-Fetch-Site: cross-site``, is refused. Clients that
+send neither header (curl, scripts) are not browsers and pass.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ def cross_origin() -> str | None:
         return None
     if source == "null":
         return "null"
-    netloc = urlsplit(source).netloc.lower()
-    return None if netloc == request.host.lower() else source
+    parts = urlsplit(source)
+    same = (parts.scheme.lower() == request.scheme
+            and parts.netloc.lower() == request.host.lower())
+    return None if same else source
 
 
 def install(app: Flask, bound: str, extra: Iterable[str] = ()) -> None:
@@ -76,6 +79,7 @@ def install(app: Flask, bound: str, extra: Iterable[str] = ()) -> None:
     def guard() -> Any:
         name = host_name(request.host)
         if not host_allowed(name, allowed, bound):
+            _count(app, "host")
             return jsonify({
                 "error": f"this server does not answer to the host name {name[:100]!r}: use "
                          "the address it listens on, or start it with --allowed-host NAME",
@@ -83,8 +87,16 @@ def install(app: Flask, bound: str, extra: Iterable[str] = ()) -> None:
         if request.method in WRITES:
             foreign = cross_origin()
             if foreign is not None:
+                _count(app, "cross_origin")
                 return jsonify({
                     "error": f"cross-origin request refused (from {foreign[:100]}): use the "
                              "page this server serves, or a client that is not a browser",
                     "status": 403}), 403
         return None
+
+
+def _count(app: Flask, reason: str) -> None:
+    """A refusal for the app's metrics, when it keeps them."""
+    metrics = getattr(app.extensions.get("dfpipe"), "metrics", None)
+    if metrics is not None:
+        metrics.refused(reason)

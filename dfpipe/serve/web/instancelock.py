@@ -20,7 +20,11 @@ class InstanceLock:
 
     def __init__(self, instance: Path) -> None:
         self.path = Path(instance) / LOCK_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise PipelineError(f"the instance folder {instance} is a file: give a folder "
+                                "with --instance") from None
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

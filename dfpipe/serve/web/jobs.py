@@ -23,6 +23,7 @@ from dfpipe.core.images import read_rgb
 from dfpipe.extract.video import VideoError
 from dfpipe.serve.analyzer import Analyzer
 from dfpipe.serve.frames import Limits
+from dfpipe.serve.web.records import write_record
 from dfpipe.serve.web.redact import names_only
 from dfpipe.serve.web.store import JobStore
 
@@ -32,8 +33,16 @@ PROGRESS_INTERVAL_S = 0.25
 YIELD_S = 0.1
 
 
+STOPPED = "the server was stopped before this video was analysed: upload it again"
+HEATMAPS_CUT = "the server stopped while drawing them"
+
+
 class QueueFull(Exception):
     """Every worker is busy and the waiting line is full."""
+
+
+class JobStopped(Exception):
+    """The server is stopping: the running analysis ends at its next progress report."""
 
 
 class JobPool:
@@ -111,6 +120,7 @@ class JobRunner:
         self.analyzer = analyzer
         self.limits = limits or Limits()
         self.after_job: Callable[[], None] = lambda: None
+        self.metrics: Any = None  # a web.metrics.Metrics, when the app keeps them
         self.store = store
         self.artifacts = Path(artifacts)
         self.gradcam = gradcam
@@ -118,6 +128,7 @@ class JobRunner:
         self._cam: Any = None
         self._cam_lock = threading.Lock()
         self.busy: Callable[[], bool] = lambda: False
+        self.stopping = threading.Event()  # set on shutdown: running jobs end, cleanly
         self._heat_queue: queue.Queue[str | None] = queue.Queue()
         self._heat_thread = threading.Thread(target=self._heat_loop, name="dfpipe-heatmaps",
                                              daemon=True)
@@ -125,10 +136,33 @@ class JobRunner:
             self._heat_thread.start()
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop the heatmap thread after its current batch."""
+        """Stop the heatmap thread after its current batch; jobs still waiting for heatmaps
+        keep their verdict and say the heatmaps were not drawn."""
+        self.stopping.set()
         if self._heat_thread.is_alive():
             self._heat_queue.put(None)
             self._heat_thread.join(timeout)
+        while not self._heat_queue.empty():
+            job_id = self._heat_queue.get_nowait()
+            if job_id is not None:
+                self.close_heatmaps(job_id)
+
+    def close_heatmaps(self, job_id: str, reason: str = HEATMAPS_CUT) -> None:
+        """A job whose heatmaps will never be finished: drop the ones drawn (no orphan
+        ``cam_*.jpg``), say why in its result, mark it done and keep its record."""
+        folder = self.job_dir(job_id)
+        for cam in folder.glob("cam_*.jpg"):
+            cam.unlink(missing_ok=True)
+        job = self.store.get(job_id)
+        if job is None or job["result"] is None:
+            return
+        result = job["result"]
+        for face in result.get("faces", []):
+            face.pop("heatmap", None)
+        result["heatmaps"] = {"available": False, "reason": reason}
+        values = {} if job["status"] == "done" else {
+            "status": "done", "stage": "done", "finished": time.time()}
+        self._save(job_id, result=result, **values)
 
     def job_dir(self, job_id: str) -> Path:
         return self.artifacts / job_id
@@ -137,7 +171,17 @@ class JobRunner:
         try:
             self._run(job_id, upload)
         finally:
+            self._observe(job_id)
             self._after()
+
+    def _observe(self, job_id: str) -> None:
+        """Report how long the job waited and ran (to its verdict or error) to the metrics."""
+        job = self.store.get(job_id) if self.metrics is not None else None
+        if job is None or job["started"] is None:
+            return
+        end = job["verdict_at"] or job["finished"] or time.time()
+        self.metrics.finished("error" if job["status"] == "error" else "done",
+                              job["started"] - job["created"], end - job["started"])
 
     def _after(self) -> None:
         try:
@@ -151,6 +195,10 @@ class JobRunner:
         if job is None:
             Path(upload).unlink(missing_ok=True)
             return
+        if self.stopping.is_set():  # queued before the stop: never started
+            Path(upload).unlink(missing_ok=True)
+            self._fail(job_id, STOPPED)
+            return
         started = time.time()
         store.update(job_id, status="running", stage="frames", started=started)
         folder = self.job_dir(job_id)
@@ -158,6 +206,8 @@ class JobRunner:
         last = [0.0]
 
         def progress(stage: str, done: int, total: int) -> None:
+            if self.stopping.is_set():
+                raise JobStopped
             now = time.monotonic()
             if now - last[0] >= PROGRESS_INTERVAL_S or done >= total:
                 last[0] = now
@@ -172,8 +222,17 @@ class JobRunner:
                                                limits=self.limits).result
             finally:
                 Path(upload).unlink(missing_ok=True)
+        except JobStopped:
+            log.info("job %s: stopped with the server", job_id)
+            self._fail(job_id, STOPPED.replace("before", "while"))
+            return
         except (VideoError, PipelineError) as exc:
             self._fail(job_id, f"the video could not be analysed: {exc}")
+            return
+        except OSError as exc:  # writing the face crops: a full disk, most likely
+            log.error("job %s: cannot write its files: %s", job_id, exc)
+            self._fail(job_id, f"the server could not store this job's files "
+                               f"({exc.strerror or exc}); its disk may be full: try later")
             return
         except Exception as exc:  # noqa: BLE001 - the server must keep serving
             log.exception("job %s: analysis failed", job_id)
@@ -182,19 +241,42 @@ class JobRunner:
             return
         result["video"]["name"] = job["filename"]
         result["timing"]["queue_s"] = round(started - job["created"], 4)
-        draw = self.gradcam and bool(result["faces"])
+        draw = self.gradcam and bool(result["faces"]) and not self.stopping.is_set()
         if not self.gradcam:
             reason = "Grad-CAM is switched off on this server"
+        elif self.stopping.is_set() and result["faces"]:
+            reason = HEATMAPS_CUT
         else:
             reason = "being drawn" if draw else "no face to explain"
         result["heatmaps"] = {"available": False, "reason": reason}
         now = time.time()
-        store.update(job_id, result=result, verdict=result["verdict"], score=result["score"],
-                     verdict_at=now, message=result["message"],
-                     **({"stage": "heatmaps", "done": 0, "total": len(result["faces"])} if draw
-                        else {"status": "done", "stage": "done", "finished": now}))
+        try:
+            self._save(job_id, strict=True, result=result, verdict=result["verdict"],
+                       score=result["score"], verdict_at=now, message=result["message"],
+                       **({"stage": "heatmaps", "done": 0, "total": len(result["faces"])}
+                          if draw else {"status": "done", "stage": "done", "finished": now}))
+        except OSError as exc:
+            self._fail(job_id, f"the result could not be saved ({exc.strerror or exc}); the "
+                               "server's disk may be full: try later")
+            return
         if draw:
             self._heat_queue.put(job_id)
+
+    def _save(self, job_id: str, strict: bool = False, **values: Any) -> None:
+        """Record the job's new state in its folder (``result.json``), then in the store, so
+        whoever sees the store change finds the record complete; the store can be rebuilt
+        from the records. A record that cannot be written raises when ``strict``, else it is
+        logged and the store is updated all the same."""
+        job = self.store.get(job_id)
+        folder = self.job_dir(job_id)
+        if job is not None and folder.is_dir():
+            try:
+                write_record(folder, {**job, **values})
+            except OSError as exc:
+                log.error("job %s: cannot write its record: %s", job_id, exc)
+                if strict:
+                    raise
+        self.store.update(job_id, **values)
 
     def _fail(self, job_id: str, message: str) -> None:
         self.store.update(job_id, status="error", stage="error", message=names_only(message),
@@ -212,11 +294,11 @@ class JobRunner:
                     continue
                 result = job["result"]
                 result["heatmaps"] = self._heatmaps(job_id, self.job_dir(job_id), result)
-                self.store.update(job_id, result=result, status="done", stage="done",
-                                  finished=time.time())
+                self._save(job_id, result=result, status="done", stage="done",
+                           finished=time.time())
             except Exception:  # noqa: BLE001 - the thread must survive any job
                 log.exception("job %s: heatmaps failed", job_id)
-                self.store.update(job_id, status="done", stage="done", finished=time.time())
+                self._save(job_id, status="done", stage="done", finished=time.time())
             self._after()
 
     def _heatmaps(self, job_id: str, folder: Path, result: dict[str, Any]) -> dict[str, Any]:
@@ -228,8 +310,10 @@ class JobRunner:
         try:
             cam = self._gradcam()
             for first in range(0, len(faces), self.gradcam_batch):
-                while self.busy():  # analyses first: a verdict is what users wait for
+                while self.busy() and not self.stopping.is_set():  # verdicts come first
                     time.sleep(YIELD_S)
+                if self.stopping.is_set():
+                    raise JobStopped
                 start = time.perf_counter()
                 chunk = faces[first:first + self.gradcam_batch]
                 crops = [read_rgb(folder / f"face_{f['index']:04d}.jpg") for f in chunk]
@@ -240,6 +324,11 @@ class JobRunner:
                     face["heatmap"] = True
                 spent += time.perf_counter() - start
                 self.store.update(job_id, done=first + len(chunk), total=len(faces))
+        except JobStopped:
+            for face in faces:
+                face.pop("heatmap", None)
+                (folder / f"cam_{face['index']:04d}.jpg").unlink(missing_ok=True)
+            return {"available": False, "reason": HEATMAPS_CUT}
         except (GradCamError, PipelineError) as exc:
             log.warning("job %s: no heatmaps: %s", job_id, exc)
             return {"available": False, "reason": str(exc)}

@@ -2,9 +2,10 @@
 
 API: POST /api/analyze (202 + job id), GET /api/jobs[/<id>[.csv|.json]], GET
 /api/jobs/<id>/result, DELETE /api/jobs/<id>, face crops and heatmaps under
-/api/jobs/<id>/faces/, GET /api/health, GET /api/model. Every API answer is JSON, errors
-included; a token, when configured, guards the API. Polling a job returns its status,
-progress and verdict only; the per-frame result has its own URL.
+/api/jobs/<id>/faces/, GET /api/health, GET /api/model; GET /metrics for Prometheus. Every
+API answer is JSON, errors included; a token, when configured, guards the API and /metrics.
+Polling a job returns its status, progress and verdict only; the per-frame result has its own
+URL.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ bp = Blueprint("dfpipe", __name__)
 FIELD = "video"
 CHUNK = 1024 * 1024
 NO_STORE = "private, no-store"
+# why check_video refused an upload, by the status it answered
+CHECK_REASONS = {400: "empty_file", 415: "not_a_video", 422: "video_limits"}
 
 
 class JobIdConverter(BaseConverter):
@@ -68,6 +71,7 @@ def require_token(view: Callable[..., Any]) -> Callable[..., Any]:
             if auth.lower().startswith("bearer "):
                 given = auth[7:].strip()
             if not hmac.compare_digest(given.encode(), token.encode()):
+                service().metrics.refused("unauthorized")
                 return api_error(401, "missing or wrong API token: send it as "
                                       "'Authorization: Bearer TOKEN'")
         return view(*args, **kwargs)
@@ -101,24 +105,36 @@ def analyze() -> Any:
     if svc.pool.full():  # before the body is parsed, saved or decoded
         return _busy()
     files = request.files.getlist(FIELD)
-    if not files:
-        return api_error(400, f"no file: send the video as multipart/form-data field '{FIELD}'")
-    if len(files) > 1:
+    if len(files) != 1:
+        svc.metrics.refused("bad_request", upload=True)
+        if not files:
+            return api_error(400, f"no file: send the video as multipart/form-data field "
+                                  f"'{FIELD}'")
         return api_error(400, "one video per request: send each file in its own request")
     upload = files[0]
     job_id = new_id()
     path = svc.uploads / f"{job_id}.upload"
-    if not _save_within(upload.stream, path, svc.config.max_upload_bytes):
+    try:
+        saved = _save_within(upload.stream, path, svc.config.max_upload_bytes)
+    except OSError as exc:  # a full disk: refuse this upload, keep serving
+        path.unlink(missing_ok=True)
+        log.error("cannot store an upload: %s", exc)
+        svc.metrics.refused("disk_full", upload=True)
+        return api_error(507, f"the server has no room to store the upload "
+                              f"({exc.strerror or exc}): try again later")
+    if not saved:
         path.unlink(missing_ok=True)
         return _too_large()
     try:
         check_video(path, svc.config.max_frame_pixels, svc.config.max_duration_s)
     except UploadError as exc:
         path.unlink(missing_ok=True)
+        svc.metrics.refused(CHECK_REASONS.get(exc.status, "not_a_video"), upload=True)
         return api_error(exc.status, exc.message)
     except Exception:  # noqa: BLE001 - a bad upload must never become a 500
         path.unlink(missing_ok=True)
         log.exception("upload check failed")
+        svc.metrics.refused("not_a_video", upload=True)
         return api_error(422, "the file could not be checked as a video: upload a playable "
                               "video file")
     svc.store.create(job_id, display_name(upload.filename), path.stat().st_size)
@@ -128,12 +144,14 @@ def analyze() -> Any:
         svc.store.delete(job_id)
         path.unlink(missing_ok=True)
         return _busy()
+    svc.metrics.uploads.labels("accepted").inc()
     body = {"job_id": job_id, "status": "queued", **_links(job_id)}
     return jsonify(body), 202, {"Location": body["status_url"]}
 
 
 def _busy() -> tuple[Response, int]:
     svc = service()
+    svc.metrics.refused("busy", upload=True)
     retry = svc.config.retry_after_s
     response, status = api_error(
         503, f"the server is busy ({svc.pool.workers} running, {svc.pool.capacity} "
@@ -144,6 +162,7 @@ def _busy() -> tuple[Response, int]:
 
 def _too_large() -> tuple[Response, int]:
     mb = service().config.max_upload_mb
+    service().metrics.refused("too_large", upload=True)
     return api_error(413, f"the file is larger than the {mb:g} MB limit: send a shorter or "
                           "more compressed video", max_upload_mb=mb)
 
@@ -243,11 +262,21 @@ def heatmap_image(job_id: str, index: int) -> Any:
 
 
 @bp.get("/api/health")
+@require_token
 def health() -> Any:
     svc = service()
     return jsonify({"status": "ok", "model_loaded": svc.analyzer is not None,
                     "model": svc.analyzer.describe()["name"], "jobs": svc.pool.stats(),
                     "auth": bool(svc.config.api_token)})
+
+
+@bp.get("/metrics")
+@require_token
+def metrics() -> Any:
+    """Prometheus text format; guarded by the token like the API."""
+    svc = service()
+    return Response(svc.metrics.render(), headers={"Content-Type": svc.metrics.content_type,
+                                                   "Cache-Control": NO_STORE})
 
 
 @bp.get("/api/model")

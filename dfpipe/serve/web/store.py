@@ -3,11 +3,17 @@
 One row per job; the result is stored as JSON text. A connection per call keeps the store
 safe to use from the request threads and the job workers at once (WAL journal: readers
 never wait for the writer).
+
+A store that cannot be read (a corrupt file) is moved aside with its ``-wal``/``-shm`` files
+and a one-line warning, and an empty one is started; :attr:`JobStore.rebuilt` then tells the
+server to restore the jobs from their folders (``result.json``) and to delete nothing because
+the store looked empty. A missing or 0-byte file is treated the same way.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -39,6 +45,10 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
 """
 UNFINISHED = ("queued", "running")
+SIDE_FILES = ("-wal", "-shm")
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+log = logging.getLogger(__name__)
 
 
 class JobStore:
@@ -48,9 +58,54 @@ class JobStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self.rebuilt = not self.path.exists() or self.path.stat().st_size == 0
+        self.moved_to: Path | None = None
+        try:
+            if not self.rebuilt and not _has_sqlite_header(self.path):
+                # moved before SQLite opens it: it would drop a -wal it cannot make sense of
+                raise sqlite3.DatabaseError("file is not a database")
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            self.moved_to = self._move_aside(exc)
+            self.rebuilt = True
+            self._open()
+
+    def _open(self) -> None:
+        """Create the schema, and check the file is a sound SQLite database."""
         with closing(self._connect()) as db, db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            check = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+        if check != ["ok"]:
+            raise sqlite3.DatabaseError(f"integrity check: {'; '.join(check[:3])}")
+
+    def _move_aside(self, exc: Exception) -> Path:
+        """Rename the store and its WAL/shared-memory files out of the way, keeping them."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", *SIDE_FILES):
+            source = self.path.with_name(self.path.name + suffix)
+            if source.exists():
+                source.replace(aside.with_name(aside.name + suffix))
+        log.warning("job store %s cannot be read (%s): moved aside to %s; rebuilding it from "
+                    "the job folders", self.path, exc, aside.name)
+        return aside
+
+    def restore(self, job: dict[str, Any]) -> bool:
+        """Insert a job recorded in its folder, unless a row with its id exists."""
+        row = {c: job.get(c) for c in COLUMNS}
+        if not row["id"] or row["created"] is None:
+            return False
+        if row["result"] is not None:
+            row["result"] = json.dumps(row["result"])
+        names = ", ".join(COLUMNS)
+        marks = ", ".join("?" for _ in COLUMNS)
+        try:
+            with self._lock, closing(self._connect()) as db, db:
+                return db.execute(f"INSERT OR IGNORE INTO jobs ({names}) VALUES ({marks})",
+                                  tuple(row.values())).rowcount > 0
+        except sqlite3.IntegrityError:  # a record missing a required column
+            return False
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -106,6 +161,13 @@ class JobStore:
             rows = db.execute("SELECT id FROM jobs WHERE status != 'error'").fetchall()
         return {r["id"] for r in rows}
 
+    def unfinished_with_verdict(self) -> list[str]:
+        """Jobs left drawing heatmaps (their verdict stored) by a process that ended."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT id FROM jobs WHERE status IN (?, ?) AND verdict IS NOT "
+                              "NULL", UNFINISHED).fetchall()
+        return [r["id"] for r in rows]
+
     def close_unfinished(self) -> int:
         """After a restart: jobs left queued or running can never finish; say so in each.
 
@@ -115,13 +177,18 @@ class JobStore:
         with self._lock, closing(self._connect()) as db, db:
             kept = db.execute(
                 "UPDATE jobs SET status = 'done', stage = 'done', finished = ?, message = "
-                "'the server restarted while drawing heatmaps; some are missing' "
+                "'the server restarted while drawing heatmaps; they are missing' "
                 "WHERE status IN (?, ?) AND verdict IS NOT NULL", (now, *UNFINISHED)).rowcount
             lost = db.execute(
                 "UPDATE jobs SET status = 'error', stage = 'error', finished = ?, message = "
                 "'the server restarted before this video was analysed: upload it again' "
                 "WHERE status IN (?, ?)", (now, *UNFINISHED)).rowcount
         return kept + lost
+
+
+def _has_sqlite_header(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(len(SQLITE_HEADER)) == SQLITE_HEADER
 
 
 def _job(row: sqlite3.Row) -> dict[str, Any]:

@@ -298,14 +298,15 @@ def test_delete_removes_result_and_images(make_app, media):
     assert client.get(url).status_code == 404
 
 
-def test_api_token_guards_the_api_but_not_health(make_app, media):
+def test_api_token_guards_the_api_health_included(make_app, media):
     client = make_app(api_token="s3cret").test_client()
     assert client.get("/api/model").status_code == 401
     assert post(client, media["face"]).status_code == 401
     assert client.get("/api/model", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/api/model", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert client.get("/api/jobs", headers={"X-API-Token": "s3cret"}).status_code == 200
-    assert client.get("/api/health").status_code == 200
+    assert client.get("/api/health").status_code == 401  # as the README says: every call
+    assert client.get("/api/health", headers={"X-API-Token": "s3cret"}).status_code == 200
     assert client.get("/").status_code == 200
 
 
@@ -327,11 +328,24 @@ def test_page_is_self_contained_and_locked_down(make_app):
     assert client.get("/static/app.js").status_code == 200
 
 
-def test_started_as_documented_it_serves_with_waitress(monkeypatch, model_file, tmp_path):
+def recorded_servers(monkeypatch) -> list:
+    """Replace waitress.create_server by a recorder whose server returns from run() at once."""
+    import types
+
     import waitress
 
-    calls = []
-    monkeypatch.setattr(waitress, "serve", lambda app, **kw: calls.append((app, kw)))
+    calls: list = []
+
+    def create_server(app, **kw):
+        calls.append((app, kw))
+        return types.SimpleNamespace(run=lambda: None)
+
+    monkeypatch.setattr(waitress, "create_server", create_server)
+    return calls
+
+
+def test_started_as_documented_it_serves_with_waitress(monkeypatch, model_file, tmp_path):
+    calls = recorded_servers(monkeypatch)
     monkeypatch.setenv("DFPIPE_API_TOKEN", "from-env")
     script = app_script()
     assert script.main(["--model", str(model_file), "--instance", str(tmp_path / "inst"),
@@ -342,6 +356,8 @@ def test_started_as_documented_it_serves_with_waitress(monkeypatch, model_file, 
         limit = 200 * 1024 * 1024
         assert app.debug is False and app.config["MAX_CONTENT_LENGTH"] == limit + 64 * 1024
         assert kwargs["max_request_body_size"] == limit + 1024 * 1024
+        assert kwargs["connection_limit"] == 1000 and kwargs["channel_timeout"] == 30
+        assert kwargs["asyncore_use_poll"] is True
         assert app.extensions["dfpipe"].config.api_token == "from-env"
     finally:
         app.extensions["dfpipe"].shutdown()
@@ -442,12 +458,12 @@ def _serve_as_documented(monkeypatch, model_file, instance, *args):
     loopback port, running in a thread."""
     import waitress
 
-    calls = []
-    monkeypatch.setattr(waitress, "serve", lambda app, **kw: calls.append((app, kw)))
+    real_create_server = waitress.create_server
+    calls = recorded_servers(monkeypatch)
     app_script().main(["--model", str(model_file), "--instance", str(instance), *args])
     (app, kwargs), = calls
     kwargs.update(host="127.0.0.1", port=0, threads=2)
-    server = waitress.create_server(app, **kwargs)
+    server = real_create_server(app, **kwargs)
 
     def run():
         try:
