@@ -80,6 +80,18 @@ def build_dfdc(root: Path) -> Path:
     return root
 
 
+def build_dfdc_test(root: Path) -> Path:
+    """The DFDC test set as released: the videos and labels.csv (filename,label; 1 = fake)."""
+    lines = ["filename,label"]
+    for clip, label in (("real/lynaeydofd.mp4", 0), ("fake/brtujopkby.mp4", 1),
+                        ("fake/widuwuoiur.mp4", 1), ("fake/yhffcuhhjy.mp4", 1)):
+        name = Path(clip).name
+        link(clip, root / name)
+        lines.append(f"{name},{label}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
 DFDCP = {"original_videos/1255229/1255229_A_001.mp4": ("real/004.mp4", "real", "train"),
          "original_videos/1260311/1260311_B_002.mp4": ("real/519.mp4", "real", "train"),
          "original_videos/1300000/1300000_A_003.mp4": ("real/634.mp4", "real", "test"),

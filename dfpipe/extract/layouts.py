@@ -12,11 +12,13 @@ what every video is. The layouts, recognised from the root's own folders and fil
 - DFDC: part folders (or the root) holding ``metadata.json`` (``label`` REAL/FAKE);
 - DFDC preview: ``dataset.json`` at the root (``label`` real/fake, ``set`` train/test); the
   numeric id folder after ``original_videos``/``method_X`` is the person, so a fake joins its
-  original's group.
+  original's group;
+- the DFDC test set: videos with a ``labels.csv`` of ``filename,label`` (1 = fake).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import re
@@ -37,6 +39,8 @@ DFDC_METADATA = "metadata.json"
 DFDCP_INDEX = "dataset.json"
 CELEBDF_TEST_LIST = "List_of_testing_videos.txt"
 PREVIEW_ID = re.compile(r"^\d+$")
+DFDC_TEST_LABELS = "labels.csv"
+DFDC_TEST_VALUES = {"0": "real", "1": "fake", "real": "real", "fake": "fake"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,8 @@ class LayoutVideo:
 
 
 def detect_layout(root: Path) -> str | None:
-    """The layout name of ``root`` (``folders``, ``ffpp``, ``celebdf``, ``dfdcp``, ``dfdc``)."""
+    """The layout name of ``root`` (``folders``, ``ffpp``, ``celebdf``, ``dfdcp``, ``dfdc``,
+    ``dfdc_test``)."""
     root = Path(root)
     if any((root / name).is_dir() for name in CLASS_NAMES):
         return "folders"
@@ -68,7 +73,16 @@ def detect_layout(root: Path) -> str | None:
     if (root / DFDC_METADATA).is_file() or any(
             (part / DFDC_METADATA).is_file() for part in root.iterdir() if part.is_dir()):
         return "dfdc"
+    if _header(root / DFDC_TEST_LABELS)[:1] == ["filename"]:
+        return "dfdc_test"
     return None
+
+
+def _header(file: Path) -> list[str]:
+    if not file.is_file():
+        return []
+    with open(file, newline="", encoding="utf-8", errors="replace") as fh:
+        return [c.strip().lower() for c in next(csv.reader(fh), [])]
 
 
 def list_videos(root: Path) -> list[LayoutVideo]:
@@ -81,8 +95,8 @@ def list_videos(root: Path) -> list[LayoutVideo]:
         raise PipelineError(
             f"{root} is no known dataset layout: put videos in {root}/real and {root}/fake, or "
             "give the root of FaceForensics++ (original_sequences/, manipulated_sequences/), "
-            "Celeb-DF (Celeb-real/, Celeb-synthesis/), DFDC (part folders with metadata.json) "
-            "or the DFDC preview (dataset.json)")
+            "Celeb-DF (Celeb-real/, Celeb-synthesis/), DFDC (part folders with metadata.json, "
+            "or the test set's labels.csv of filename,label), or the DFDC preview (dataset.json)")
     found = list(LISTERS[layout](root))
     log.info("%s: %d videos in the %s layout", root, len(found), layout)
     # real/ before fake/ as always (--limit takes the first N); benchmarks by path
@@ -200,5 +214,23 @@ def _dfdcp(root: Path) -> Iterator[LayoutVideo]:
                           rule="dfdcp_folder" if person else None)
 
 
+def _dfdc_test(root: Path) -> Iterator[LayoutVideo]:
+    file = root / DFDC_TEST_LABELS
+    with open(file, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in sorted(rows, key=lambda r: r.get("filename") or ""):
+        name = (row.get("filename") or "").strip()
+        label = DFDC_TEST_VALUES.get((row.get("label") or "").strip().lower())
+        if label is None:
+            raise PipelineError(f"{file}: {name} has label {row.get('label')!r}, not 0 (real) "
+                                "or 1 (fake): fix the file")
+        path = next((p for p in (root / name, *root.glob(f"*/{name}")) if p.is_file()), None)
+        if path is None:
+            continue
+        rel = path.relative_to(root)
+        yield LayoutVideo(path, rel.as_posix(), label, rel, "DFDC",
+                          "DFDC" if label == "fake" else None)
+
+
 LISTERS = {"folders": _folders, "ffpp": _ffpp, "celebdf": _celebdf, "dfdc": _dfdc,
-           "dfdcp": _dfdcp}
+           "dfdcp": _dfdcp, "dfdc_test": _dfdc_test}

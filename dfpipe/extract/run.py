@@ -113,7 +113,8 @@ def discover(root: Path, labels_csv: Path | None = None) -> list[VideoJob]:
     layout, :mod:`dfpipe.extract.layouts`), with its group, dataset, method and compression."""
     root = Path(root)
     found = layouts.list_videos(root)
-    if labels_csv is None and (root / "labels.csv").is_file():
+    if labels_csv is None and (root / "labels.csv").is_file() and \
+            layouts.detect_layout(root) != "dfdc_test":  # there it holds the labels themselves
         labels_csv = root / "labels.csv"
         log.info("using groups from %s", labels_csv)
     labels: dict[str, LabelRow] = read_labels_csv(labels_csv, root) if labels_csv else {}

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 from conftest import needs_shared
-from layout_support import CentreDetector, build_celebdf, build_dfdc, build_dfdcp, build_ffpp
+from layout_support import (
+    CentreDetector,
+    build_celebdf,
+    build_dfdc,
+    build_dfdc_test,
+    build_dfdcp,
+    build_ffpp,
+)
 
 from dfpipe.core.errors import PipelineError
 from dfpipe.core.manifest import read_manifests
@@ -61,6 +68,19 @@ def test_dfdc_preview_index_labels_methods_and_joins_fakes_to_their_original(tmp
     real = jobs["original_videos/1260311/1260311_B_002.mp4"]
     assert (fake.label, fake.method, fake.dataset) == ("fake", "method_B", "DFDCP")
     assert fake.group == real.group and "dfdcp_folder" in fake.group_rule
+
+
+def test_dfdc_test_set_labels_csv_gives_the_labels(tmp_path):
+    root = build_dfdc_test(tmp_path / "dfdc_test")
+    assert detect_layout(root) == "dfdc_test"
+    jobs = _by_rel(discover(root))  # its labels.csv is not read as a path,label,group file
+    assert {r: j.label for r, j in jobs.items()} == {
+        "lynaeydofd.mp4": "real", "brtujopkby.mp4": "fake", "widuwuoiur.mp4": "fake",
+        "yhffcuhhjy.mp4": "fake"}
+    assert {j.dataset for j in jobs.values()} == {"DFDC"}
+    (root / "labels.csv").write_text("filename,label\nlynaeydofd.mp4,maybe\n")
+    with pytest.raises(PipelineError, match="not 0 \\(real\\) or 1 \\(fake\\)"):
+        discover(root)
 
 
 def test_unknown_layout_and_bad_metadata_are_one_line_errors(tmp_path):
