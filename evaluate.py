@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from dfpipe.core.errors import add_debug_option, run_cli
-from dfpipe.evaluate import metrics
+from dfpipe.evaluate import crossdata, metrics
 from dfpipe.evaluate import run as evaluation
 from dfpipe.scoring import crops as scoring
 
@@ -24,9 +24,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, default=Path("models/xception_best.h5"),
                    help="model written by train.py (its metadata gives the class order and "
                         "the threshold; training_log.csv beside it adds the training curves)")
-    p.add_argument("--data", type=Path, default=Path("preprocessed_split"),
-                   help="split.py output folder (videos come from its split.csv), or any "
-                        "folder laid out as <split>/{real,fake}/<video>/<image>")
+    p.add_argument("--data", type=Path, action="append", default=None,
+                   help="split.py output folder (videos come from its split.csv), any folder "
+                        "laid out as <split>/{real,fake}/<video>/<image>, or a preprocess.py "
+                        "output never split (its official test list is scored where the "
+                        "dataset has one, else every video). Repeat it, or give a file "
+                        "listing one folder per line, for the cross-dataset table "
+                        "(cross_dataset.csv/.md/.png, one sub-folder per dataset). None: "
+                        "preprocessed_split")
     p.add_argument("--split", default=evaluation.DEFAULT_SPLIT,
                    help="which split to score (train, val, test, or a folder name under --data)")
     p.add_argument("--aggregate", choices=list(scoring.AGGREGATORS), default=None,
@@ -64,12 +69,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    result = evaluation.evaluate(args.model, args.data, split=args.split,
-                                 aggregate=args.aggregate, threshold=args.threshold,
-                                 output=args.output, batch_size=args.batch_size,
-                                 bootstrap=args.bootstrap, seed=args.seed,
-                                 crop_threshold=args.crop_threshold,
-                                 crops_per_video=args.crops_per_video, tta=args.tta)
+    datas = crossdata.expand_data(args.data or [Path("preprocessed_split")])
+    options = {"split": args.split, "aggregate": args.aggregate, "threshold": args.threshold,
+               "batch_size": args.batch_size, "bootstrap": args.bootstrap, "seed": args.seed,
+               "crop_threshold": args.crop_threshold, "crops_per_video": args.crops_per_video,
+               "tta": args.tta}
+    if len(datas) > 1:
+        for row in crossdata.evaluate_datasets(args.model, datas, args.output, **options):
+            print(f"{row['dataset']} ({row['protocol']}): {row['videos']} videos, "
+                  f"{row['failed']} failed, video AUC {row['video_auc']}")
+        print(f"written to {args.output}: {crossdata.CROSS_CSV}, {crossdata.CROSS_MD}, "
+              f"{crossdata.CROSS_PNG} and one folder per dataset")
+        return 0
+    result = evaluation.evaluate(args.model, datas[0], output=args.output, **options)
     thr = result["threshold"]
     crop = result["crop_threshold"]
     print(f"threshold {thr['value']:.4f} for videos ({result['aggregation']['rule']} rule) from "
@@ -89,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     undefined = sorted({k for level in evaluation.LEVELS for k in result[level]["undefined"]})
     if undefined:
         print(f"undefined on this data: {', '.join(undefined)} (reasons in the report)")
-    print(f"written to {args.output}: metrics_report.txt, metrics.json, "
+    print(f"videos scored: {result['data']['selection']['protocol']}")
+    print(f"written to {args.output}: metrics_report.txt, metrics.json, per_method.csv, "
           f"{len(result['figures'])} figures")
     return 0
 

@@ -7,20 +7,24 @@ from pathlib import Path
 
 from dfpipe.core.errors import add_debug_option, run_cli
 from dfpipe.extract.faces import DEFAULT_DETECT_MAX_SIDE, DEFAULT_MARGIN, DEFAULT_SIZE, DETECTORS
+from dfpipe.extract.presets import PRESETS, preset_values
 from dfpipe.extract.run import Settings, parse_shard, run
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--input", type=Path, default=Path("dataset"),
-                   help="dataset folder with real/ and fake/ (videos at any depth below them)")
+                   help="dataset folder with real/ and fake/ (videos at any depth below them), "
+                        "or a benchmark's root as it unpacks: FaceForensics++ (DFD included), "
+                        "Celeb-DF v1/v2, DFDC parts with metadata.json, the DFDC preview")
     p.add_argument("--output", type=Path, default=Path("preprocessed"),
                    help="where crops and the manifest go")
     p.add_argument("--detector", choices=sorted(DETECTORS), default="retinaface",
                    help="face detector (mtcnn works offline; retinaface needs retinaface.h5)")
     sample = p.add_mutually_exclusive_group()
-    sample.add_argument("--every", type=int, default=15, help="keep every Nth frame")
+    sample.add_argument("--every", type=int, default=None,
+                        help="keep every Nth frame (None: 15, unless --frames or --preset)")
     sample.add_argument("--frames", type=int, default=None,
                         help="keep K evenly spaced frames instead of every Nth")
     p.add_argument("--detect-max-side", type=int, default=DEFAULT_DETECT_MAX_SIDE,
@@ -29,9 +33,16 @@ def parse_args() -> argparse.Namespace:
                    help="detector confidence threshold (default: the detector's own, 0.9)")
     p.add_argument("--faces", choices=["largest", "all"], default="largest",
                    help="keep the largest face per frame, or all faces")
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                   help="square crop side = margin x face size (FaceForensics++ uses 1.3)")
-    p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="crop side in pixels")
+    p.add_argument("--margin", type=float, default=None,
+                   help="square crop side = margin x face size (None: the preset's, else "
+                        f"{DEFAULT_MARGIN}, the FaceForensics++ convention)")
+    p.add_argument("--size", type=int, default=None,
+                   help=f"crop side in pixels (None: the preset's, else {DEFAULT_SIZE})")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="published protocol settings in one flag, recorded in the manifest: "
+                        "dfb = DeepfakeBench (32 evenly spaced frames, margin 1.3, 256 px); "
+                        "sbi = Self-Blended Images (32 frames, margin 1.25, 380 px); an option "
+                        "that contradicts the preset is refused")
     p.add_argument("--labels", type=Path, default=None,
                    help="CSV path,label[,group] (paths relative to --input); "
                         "default: INPUT/labels.csv when present")
@@ -49,13 +60,14 @@ def parse_args() -> argparse.Namespace:
                         "record says so); None: no cap. Only MP4/MOV, Matroska/WebM, AVI and "
                         "MPEG-TS files are opened; any other file is recorded as an error")
     add_debug_option(p)
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 def main() -> int:
     args = parse_args()
-    settings = Settings(detector=args.detector, every=args.every, frames=args.frames,
-                        margin=args.margin, size=args.size,
+    chosen = preset_values(args.preset, {"every": args.every, "frames": args.frames,
+                                         "margin": args.margin, "size": args.size})
+    settings = Settings(detector=args.detector, **chosen,
                         detect_max_side=args.detect_max_side,
                         min_confidence=args.min_confidence, faces=args.faces)
     summary = run(args.input, args.output, settings, workers=args.workers,

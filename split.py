@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dfpipe.core.errors import PipelineError, add_debug_option, run_cli
 from dfpipe.split import folder_input as cropfolder
-from dfpipe.split import quality
+from dfpipe.split import grouping, quality
 from dfpipe.split import run as splits
 from dfpipe.split.assign import DEFAULT_RATIOS, DEFAULT_SEED, UNLISTED_CHOICES
 from dfpipe.split.write import report_text
@@ -40,7 +40,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                           "in crops and videos while keeping each group whole")
     how.add_argument("--protocol", type=Path, default=None,
                      help="official split instead of ratios: a folder with FaceForensics++ "
-                          "train.json/val.json/test.json, or a CSV with columns group,split")
+                          "train.json/val.json/test.json, a CSV with columns group,split, or a "
+                          "dataset's own test list (Celeb-DF List_of_testing_videos.txt, DFDC "
+                          "preview dataset.json, DFDC metadata.json) or the root holding it: "
+                          "its test videos form the test set exactly, the rest is split into "
+                          "train/val by group (Celeb-DF: by target identity)")
+    p.add_argument("--group-by", choices=grouping.GROUP_BY, default="identity",
+                   help="identity: a video joins every identity it involves (a fake its target "
+                        "and its source); target: a fake joins its target identity only (for "
+                        "Celeb-DF-style names, where sources chain every person into one "
+                        "group); the report counts the source identities that cross splits")
     p.add_argument("--unlisted", choices=UNLISTED_CHOICES, default="error",
                    help="with --protocol: what to do with groups the protocol does not list "
                         "(error: refuse; drop: leave them out, counted in the report)")
@@ -111,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                               copy=args.copy, overwrite=args.overwrite, workers=args.workers,
                               labels=None if loader else args.labels, loader=loader,
                               allow_ungrouped_fakes=args.allow_ungrouped_fakes,
+                              group_by=args.group_by,
                               crop={"margin": args.margin, "size": args.size,
                                     "detector": args.detector})
     print(report_text(report), end="")

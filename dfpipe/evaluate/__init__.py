@@ -2,4 +2,6 @@
 
 Owns crop- and video-level metrics with bootstrap intervals (``metrics``), coverage of the
 videos that yielded no crop (``coverage``), the figures (``figures``) and the written report
-(``report``); ``run`` scores a split with the model's own operating point."""
+(``report``), per-method tables (``tables``), unsplit datasets' test lists (``unsplit``) and the
+cross-dataset table (``crossdata``); ``run`` scores a split with the model's own operating
+point."""

@@ -21,7 +21,7 @@ from dfpipe.core.files import SPLIT_TABLE, TRAINING_LOG
 from dfpipe.core.images import feed_size_of
 from dfpipe.core.labels import CLASS_NAMES
 from dfpipe.core.splittable import Crop, load_split
-from dfpipe.evaluate import figures, metrics, report
+from dfpipe.evaluate import figures, metrics, report, tables, unsplit
 from dfpipe.evaluate.coverage import coverage_summary, read_uncovered, with_uncovered
 from dfpipe.models.saving import load_model, read_metadata
 from dfpipe.scoring.crops import DEFAULT_BATCH_SIZE, aggregator
@@ -161,7 +161,8 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
         raise PipelineError(f"--bootstrap must be 0 (off) or more resamples, got {bootstrap}")
     if crops_per_video is not None and crops_per_video < 0:
         raise PipelineError(f"--crops-per-video must be 0 (all) or more, got {crops_per_video}")
-    crops = load_split(data_root, split)
+    test_only = unsplit.load_test_only(data_root) if unsplit.is_preprocessed(data_root) else None
+    crops = test_only.crops if test_only else load_split(data_root, split)
     videos = group_videos(crops)
     if not model_path.exists():  # a folder is named as such by read_metadata
         raise PipelineError(f"model file not found: {model_path} (train one with train.py)")
@@ -202,11 +203,13 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
         "bootstrap": ({"resamples": bootstrap, "seed": seed,
                        "confidence": metrics.CONFIDENCE} if bootstrap else None),
     }
+    result["data"]["selection"] = (test_only.describe() if test_only
+                                   else {"protocol": f"split {split}", "videos": len(videos)})
     groups = [v.group for v in videos]
     result["crops"] = _level(y_crops, scores, crop_thr, bootstrap, seed,
                               [c.group for c in crops])
     result["videos"] = _level(y_videos, s_videos, thr, bootstrap, seed, groups)
-    uncovered = read_uncovered(data_root, split)
+    uncovered = test_only.uncovered if test_only else read_uncovered(data_root, split)
     result["coverage"] = coverage_summary(len(videos), uncovered)
     result["videos_uncovered_at_half"] = None
     if uncovered:
@@ -223,8 +226,14 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
         _fine_tune_epoch(meta))
     result["files"] = [report.METRICS_JSON, report.METRICS_TEXT, report.CROPS_CSV,
                        report.VIDEOS_CSV]
+    result["per_method"] = tables.per_method_rows(
+        [c.video_id for c in crops], y_crops, scores, [v.video_id for v in videos], y_videos,
+        s_videos, uncovered, thr, tables.video_info(data_root))
+    result["files"].append(tables.PER_METHOD_CSV)
     report.write_report(output, result, _crop_rows(crops, scores, crop_thr, data_root),
                         _video_rows(videos, scores, by_video, thr))
+    tables.write_per_method(output, result["per_method"], output / report.METRICS_TEXT,
+                            result["data"]["selection"]["protocol"])
     return result
 
 

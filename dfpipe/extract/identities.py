@@ -10,6 +10,8 @@ group, the connected component. The evidence, all of it used:
   fake involves its ``original``);
 - a FaceForensics++ fake named ``TARGET_SOURCE`` (both ids);
 - a Celeb-DF name: real ``idA_NNNN`` (idA), fake ``idA_idB_NNNN`` (idA and idB);
+- a DFD (DeepFakeDetection) name: real ``01__scene`` (actor 01), fake ``01_02__scene__HASH``
+  (actors 01 and 02);
 - otherwise the video involves only itself (rule ``self``); a fake with rule ``self`` has no
   known source and is a leak risk, which preprocess counts and split refuses by default.
 """
@@ -33,10 +35,13 @@ log = logging.getLogger(__name__)
 FFPP_FAKE = re.compile(r"^(\d+)_(\d+)$")
 CELEBDF_REAL = re.compile(r"^(id\d+)_\d+$")
 CELEBDF_FAKE = re.compile(r"^(id\d+)_(id\d+)_\d+$")
+DFD_REAL = re.compile(r"^(\d+)__[^_]")
+DFD_FAKE = re.compile(r"^(\d+)_(\d+)__")
 GROUP_COLUMNS = ("group", "source_video", "original")
 ID_SEPARATOR = "|"
 SELF_RULE = "self"
-RULES: tuple[str, ...] = ("labels_csv", "dfdc_metadata", "ffpp_name", "celebdf_name", SELF_RULE)
+RULES: tuple[str, ...] = ("labels_csv", "dfdc_metadata", "ffpp_name", "celebdf_name", "dfd_name",
+                          SELF_RULE)
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,24 @@ def name_identities(stem: str, label: str) -> tuple[list[str], str | None]:
     match = FFPP_FAKE.match(stem)
     if label == "fake" and match:
         return [match.group(1), match.group(2)], "ffpp_name"
+    match = DFD_FAKE.match(stem)
+    if match:
+        return [f"actor{match.group(1)}", f"actor{match.group(2)}"], "dfd_name"
+    match = DFD_REAL.match(stem)
+    if match:
+        return [f"actor{match.group(1)}"], "dfd_name"
     return [], None
+
+
+def target_and_source(stem: str, label: str) -> tuple[str | None, str | None]:
+    """The target (the person whose video was forged) and the source (whose face was pasted)
+    of a fake whose name says both (FF++ ``519_515``, Celeb-DF ``id0_id16_0000``, DFD
+    ``01_02__...``); (None, None) otherwise. Grouping by target alone keeps each person's real
+    and forged videos together without chaining every person through the sources."""
+    named, rule = name_identities(stem, label)
+    if label != "fake" or len(named) != 2:
+        return None, None
+    return named[0], named[1]
 
 
 def find_identities(video: Path, label: str, labels: Mapping[str, LabelRow] | None = None,

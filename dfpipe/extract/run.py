@@ -24,14 +24,16 @@ from tqdm import tqdm
 
 from dfpipe.core.atomic import write_json_atomic
 from dfpipe.core.errors import PipelineError, describe
-from dfpipe.core.labels import CLASS_NAMES, VIDEO_EXTENSIONS
+from dfpipe.core.labels import VIDEO_EXTENSIONS
 from dfpipe.core.manifest import append_record, manifest_name, read_manifests, run_file_name
 from dfpipe.extract import faces as facelib
+from dfpipe.extract import layouts
 from dfpipe.extract.identities import (
     LabelRow,
     connect,
     find_identities,
     is_ungrouped_fake,
+    merge_identities,
     read_labels_csv,
 )
 from dfpipe.extract.video import VideoError, VideoInfo, iter_sampled_frames, open_video
@@ -51,6 +53,7 @@ class Settings:
     detect_max_side: int = facelib.DEFAULT_DETECT_MAX_SIDE
     min_confidence: float | None = None
     faces: str = "largest"
+    preset: str | None = None
 
     def resolved(self) -> Settings:
         """Fill detector-dependent defaults so the record states what was really used."""
@@ -59,11 +62,13 @@ class Settings:
             conf = facelib.default_confidence(self.detector)
         every = None if self.frames else (self.every or 15)
         return Settings(self.detector, every, self.frames, self.margin, self.size,
-                        self.detect_max_side, conf, self.faces)
+                        self.detect_max_side, conf, self.faces, self.preset)
 
     def record(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("detector")
+        if data["preset"] is None:
+            data.pop("preset")  # records made without a preset stay as they were
         return data
 
 
@@ -78,6 +83,9 @@ class VideoJob:
     group_rule: str
     video_id: str
     identities: tuple[str, ...] = ()
+    dataset: str | None = None
+    method: str | None = None
+    compression: str | None = None
 
 
 @dataclass
@@ -101,36 +109,30 @@ def video_id_for(label_rel: Path) -> str:
 
 
 def discover(root: Path, labels_csv: Path | None = None) -> list[VideoJob]:
-    """Every video below ``root/real`` and ``root/fake`` (any depth), with its group."""
+    """Every video of ``root`` (``real/`` and ``fake/`` at any depth, or a benchmark's own
+    layout, :mod:`dfpipe.extract.layouts`), with its group, dataset, method and compression."""
     root = Path(root)
-    if not root.is_dir():
-        raise PipelineError(f"input folder not found: {root}")
-    if not any((root / name).is_dir() for name in CLASS_NAMES):
-        raise PipelineError(f"{root} has neither real/ nor fake/ sub-folder: put videos in "
-                            f"{root}/real and {root}/fake")
-    if labels_csv is None and (root / "labels.csv").is_file():
+    found = layouts.list_videos(root)
+    if labels_csv is None and (root / "labels.csv").is_file() and \
+            layouts.detect_layout(root) != "dfdc_test":  # there it holds the labels themselves
         labels_csv = root / "labels.csv"
         log.info("using groups from %s", labels_csv)
     labels: dict[str, LabelRow] = read_labels_csv(labels_csv, root) if labels_csv else {}
     jobs = []
-    for name in CLASS_NAMES:
-        base = root / name
-        if not base.is_dir():
-            continue
-        for path in sorted(base.rglob("*")):
-            # a link that leads nowhere (dangling, a loop) is kept: its record says why
-            broken = path.is_symlink() and not path.exists()
-            if path.suffix.lower() not in VIDEO_EXTENSIONS or not (path.is_file() or broken):
-                continue
-            rel = path.relative_to(root).as_posix()
-            row = labels.get(rel)
-            if row is not None and row.label is not None and row.label != name:
-                raise PipelineError(f"{labels_csv} labels {rel} as {row.label!r} but it lies "
-                                    f"in {name}/: fix one of them")
-            ids, rule = find_identities(path, name, labels, rel)
-            source = os.path.abspath(path) if broken else str(path.resolve())
-            jobs.append(VideoJob(source, rel, name, ids[0], rule,
-                                 video_id_for(path.relative_to(base)), tuple(ids)))
+    for video in found:
+        row = labels.get(video.rel)
+        if row is not None and row.label is not None and row.label != video.label:
+            raise PipelineError(f"{labels_csv} labels {video.rel} as {row.label!r} but the "
+                                f"dataset says {video.label}: fix one of them")
+        ids, rule = find_identities(video.path, video.label, labels, video.rel)
+        if video.rule:
+            ids, rule = merge_identities([(ids, rule), (video.identities, video.rule)])
+        # a link that leads nowhere (dangling, a loop) is kept: its record says why
+        broken = video.path.is_symlink() and not video.path.exists()
+        source = os.path.abspath(video.path) if broken else str(video.path.resolve())
+        jobs.append(VideoJob(source, video.rel, video.label, ids[0], rule,
+                             video_id_for(video.id_rel), tuple(ids), video.dataset,
+                             video.method, video.compression))
     if not jobs:
         raise PipelineError(f"no videos ({', '.join(sorted(VIDEO_EXTENSIONS))}) under "
                             f"{root}/real or {root}/fake")

@@ -26,6 +26,7 @@ from dfpipe.extract.identities import (
     is_ungrouped_fake,
     merge_identities,
     name_identities,
+    target_and_source,
 )
 from dfpipe.split.quality import FaceCrop
 
@@ -46,30 +47,44 @@ class VideoRecord:
     identities: tuple[str, ...] = ()
 
 
-def record_identities(rec: dict[str, Any], labels: dict[str, LabelRow] | None = None
-                      ) -> tuple[list[str], str]:
-    """Identities of a manifest record (its own, a labels CSV's, its name's) and the rules."""
+def record_identities(rec: dict[str, Any], labels: dict[str, LabelRow] | None = None,
+                      group_by: str = "identity") -> tuple[list[str], str]:
+    """Identities of a manifest record (its own, a labels CSV's, its name's) and the rules.
+
+    ``group_by="target"`` leaves out the source identity a fake's name gives (and the
+    preprocess-time group, which chained through it), so fakes join their target only.
+    """
     own = [str(i) for i in rec.get("identities") or []]
-    found: list[tuple[Sequence[str], str]] = [
-        ([*own, str(rec.get("group") or rec["video_id"])], str(rec.get("group_rule") or SELF_RULE))]
     relpath = str(rec.get("relpath") or "")
+    recorded = str(rec.get("group") or rec["video_id"])
+    if group_by == "target":
+        _, source = target_and_source(Path(relpath).stem, str(rec.get("label")))
+        own = [i for i in own if i != source]
+        recorded = recorded if not own and recorded != source else ""
+    found: list[tuple[Sequence[str], str]] = [
+        ([*own, recorded] if recorded else own, str(rec.get("group_rule") or SELF_RULE))]
     row = labels.get(relpath) if labels else None
     if row is not None and row.ids:
         found.append((row.ids, "labels_csv"))
     named, rule = name_identities(Path(relpath).stem, str(rec.get("label"))) if relpath \
         else ([], None)
+    if rule and group_by == "target":
+        target, _ = target_and_source(Path(relpath).stem, str(rec.get("label")))
+        named = [target] if target else named
     if rule:
         found.append((named, rule))
-    return merge_identities(found)
+    ids, rules = merge_identities(found)
+    return ids or [str(rec["video_id"])], rules
 
 
-def load_crops(root: Path, labels: dict[str, LabelRow] | None = None
-               ) -> tuple[list[FaceCrop], dict[str, Any]]:
+def load_crops(root: Path, labels: dict[str, LabelRow] | None = None,
+               group_by: str = "identity") -> tuple[list[FaceCrop], dict[str, Any]]:
     """Every crop the manifest lists for finished videos, and counts of videos by status.
 
     ``stats['records']`` holds every video (any status) with its group, so the split can
     say which videos it could not score; ``labels`` (a labels CSV keyed by the manifest's
-    ``relpath``) adds identities.
+    ``relpath``) adds identities; ``group_by`` is ``identity`` (every identity a video
+    involves) or ``target`` (:func:`record_identities`).
     """
     root = Path(root)
     if not root.is_dir():
@@ -86,7 +101,8 @@ def load_crops(root: Path, labels: dict[str, LabelRow] | None = None
                             "(wait for preprocess.py to finish a video)")
     identities, rules = {}, {}
     for rec in records:
-        identities[rec["video_id"]], rules[rec["video_id"]] = record_identities(rec, labels)
+        identities[rec["video_id"]], rules[rec["video_id"]] = record_identities(
+            rec, labels, group_by)
     groups = connect(identities)
     crops: list[FaceCrop] = []
     videos: list[VideoRecord] = []

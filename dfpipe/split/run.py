@@ -20,6 +20,7 @@ from typing import Any
 from dfpipe.core.errors import PipelineError
 from dfpipe.core.splittable import SPLIT_NAMES
 from dfpipe.extract.identities import read_labels_csv
+from dfpipe.split import grouping, protocols
 from dfpipe.split.assign import (
     DEFAULT_RATIOS,
     DEFAULT_SEED,
@@ -70,7 +71,7 @@ def run_split(input_dir: Path, output: Path, *, rules: QualityRules | None = Non
               labels: Path | None = None, allow_ungrouped_fakes: bool = False,
               crop: dict[str, Any] | None = None,
               loader: Callable[[Path], tuple[list[FaceCrop], dict[str, Any]]] | None = None,
-              ) -> dict[str, Any]:
+              group_by: str = "identity") -> dict[str, Any]:
     """Filter, split by group, check for leaks, write ``output``; return the report.
 
     ``loader`` reads another input than a preprocess.py output (a crops folder,
@@ -78,28 +79,43 @@ def run_split(input_dir: Path, output: Path, *, rules: QualityRules | None = Non
 
     ``labels`` (path,label[,group] keyed by the manifest's relpath) adds identities;
     ``crop`` (margin, size, detector given to split.py) fills crop settings the manifest
-    does not record, so the model's metadata states them.
+    does not record, so the model's metadata states them. ``group_by`` ``target`` groups
+    fakes by target identity only (:mod:`dfpipe.split.grouping`).
     """
     input_dir, output = Path(input_dir), Path(output)
     rules = rules or QualityRules(min_confidence=None)
     if unlisted not in UNLISTED_CHOICES:
         raise PipelineError(f"--unlisted must be one of {', '.join(UNLISTED_CHOICES)}")
+    if group_by not in grouping.GROUP_BY:
+        raise PipelineError(f"--group-by must be one of {', '.join(grouping.GROUP_BY)}")
+    if group_by == "target" and loader is not None:
+        raise PipelineError("--group-by target reads the fakes' names in a preprocess manifest; "
+                            "a crops folder's groups come from its labels CSV (--group-column)")
+    protocol = protocols.protocol_path(protocol) if protocol is not None else None
+    official = protocols.read_official(protocol) if protocol is not None else None
+    if official is not None:
+        group_by = official.group_by if group_by == "identity" else group_by
     shares = normalize_ratios(ratios) if protocol is None else None
     if loader is not None:
         crops, stats = loader(input_dir)
     else:
         label_rows = read_labels_csv(labels, input_dir) if labels is not None else None
-        crops, stats = load_crops(input_dir, label_rows)
+        crops, stats = load_crops(input_dir, label_rows, group_by)
     check_output(input_dir, output, overwrite)
     check_ungrouped(stats["ungrouped_fakes"], allow_ungrouped_fakes)
-    table = read_protocol(protocol) if protocol is not None else None
+    table = read_protocol(protocol) if protocol is not None and official is None else None
     preprocess, crop_source = merge_crop_settings(stats.pop("preprocess"), crop)
     rules, confidence_source = resolve_rules(rules, preprocess)
     kept, removed = filter_crops(crops, input_dir, rules, workers)
     require_both_classes(kept, input_dir, stats, removed, "the quality filter")
     dropped = None
     records = stats.pop("records")
-    if table is None:
+    if official is not None:
+        kept, records, assignment_all, official_report = protocols.assign_official(
+            official, kept, records, normalize_ratios(ratios), seed)
+        assignment = {c.group: assignment_all[c.group] for c in kept}
+    elif table is None:
+        grouping.check_collapse(group_sizes(kept), group_by)
         assignment = assign_groups(group_sizes(kept), shares, seed)
         orphans = {v.group for v in records} - set(assignment)
         assignment_all = {**place_orphans(orphans, shares, seed), **assignment}
@@ -119,7 +135,7 @@ def run_split(input_dir: Path, output: Path, *, rules: QualityRules | None = Non
     summary = summarize(rows)
     uncovered = dropped_videos(records, kept, crops, assignment_all)
     report = {
-        "input": str(input_dir), "method": "ratios" if table is None else "protocol",
+        "input": str(input_dir), "method": "ratios" if protocol is None else "protocol",
         "seed": seed, "ratios": dict(zip(SPLIT_NAMES, shares, strict=True)) if shares else None,
         "protocol": str(protocol) if protocol is not None else None,
         "labels": str(labels) if labels is not None else None,
@@ -134,7 +150,10 @@ def run_split(input_dir: Path, output: Path, *, rules: QualityRules | None = Non
         "group_rules": group_rule_counts(rows),
         "dropped_videos": dropped_counts(uncovered),
         "dropped_unlisted": dropped, "splits": summary, "leak_check": {"passed": True, **leak},
-        "warnings": class_warnings(summary)}
+        "warnings": class_warnings(summary), "group_by": group_by,
+        "target_leak": grouping.source_leak(records, assignment_all)
+        if group_by == "target" else None,
+        "official": official_report if official is not None else None}
     for warning in report["warnings"]:
         log.warning("%s", warning)
     write_output(input_dir, output, rows, report, copy=copy, dropped=uncovered)

@@ -145,6 +145,13 @@ def report_text(report: dict[str, Any]) -> str:
     leak = report["leak_check"]
     lines += ["", f"leak check: passed ({leak['groups_checked']} groups, "
                   f"{leak['videos_checked']} videos, each in one split only)"]
+    if report.get("target_leak"):
+        t = report["target_leak"]
+        lines.append(f"grouped by target identity: {t['source_identities_crossing']} of "
+                     f"{t['source_identities']} source identities cross splits "
+                     f"({t['fakes_with_crossing_source']} fakes), the leak this accepts")
+    if report.get("official"):
+        lines.append(f"official protocol: {report['official']['note']}")
     lines += [f"warning: {w}" for w in report["warnings"]]
     return "\n".join(lines) + "\n"
 

@@ -84,3 +84,10 @@ def test_discover_joins_groups_and_counts_ungrouped_fakes(tmp_path):
     assert jobs["real/777.mp4"].group == "777"
     assert jobs["fake/other/clip.mp4"].group_rule == "self"
     assert count_ungrouped_fakes(list(jobs.values())) == 1
+
+
+def test_dfd_names_give_the_actors(tmp_path):
+    assert find_identities(tmp_path / "01_02__talking_angry__YVGY8LOK.mp4", "fake") == (
+        ["actor01", "actor02"], "dfd_name")
+    assert find_identities(tmp_path / "01__talking_angry.mp4", "real") == (["actor01"],
+                                                                           "dfd_name")

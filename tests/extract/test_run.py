@@ -154,7 +154,7 @@ def test_input_errors(tmp_path):
     with pytest.raises(PipelineError, match="not found"):
         discover(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PipelineError, match="real/ nor fake/"):
+    with pytest.raises(PipelineError, match="no known dataset layout"):
         discover(tmp_path / "empty")
     (tmp_path / "empty" / "real").mkdir()
     with pytest.raises(PipelineError, match="no videos"):
