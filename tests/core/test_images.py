@@ -30,3 +30,26 @@ def test_unreadable_file_names_the_file(tmp_path: Path, content: bytes | None) -
     with pytest.raises(PipelineError, match="broken.jpg") as err:
         read_rgb(path)
     assert "\n" not in str(err.value)
+
+
+def test_training_evaluate_and_the_app_feed_the_model_the_same_pixels(tmp_path):
+    """A crop of unknown settings (another size than the training feed): one resize rule."""
+    import cv2
+    import numpy as np
+
+    from dfpipe.core.images import decode_jpeg, to_feed_size
+    from dfpipe.scoring.judge import read_images
+    from dfpipe.train.inputs import CropLoader
+
+    rng = np.random.default_rng(0)
+    crop = cv2.GaussianBlur(rng.integers(0, 256, (90, 90, 3), dtype=np.uint8), (5, 5), 1)
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    path = tmp_path / "crop.jpg"
+    path.write_bytes(jpeg.tobytes())
+    feed = 64
+    training = CropLoader(feed, augment=False)(str(path).encode(), 0)
+    evaluating = next(read_images([path], 4, feed))
+    serving = to_feed_size(decode_jpeg(jpeg.tobytes()), feed)
+    assert training.shape == (feed, feed, 3)
+    assert np.array_equal(training, evaluating) and np.array_equal(training, serving)
+    assert to_feed_size(training, None) is training  # an old model: no feed size, no resize
