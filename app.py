@@ -52,6 +52,11 @@ def _analysis_options(p: argparse.ArgumentParser) -> None:
                    help="score N evenly spaced frames instead of every Nth")
     p.add_argument("--batch-size", type=int, default=scoring.DEFAULT_BATCH_SIZE,
                    help="crops per model call")
+    p.add_argument("--detect-max-side", type=int, default=None,
+                   help="detect faces on a copy of each frame no larger than this many pixels "
+                        "(crops are still cut from the full frame; a frame where the copy shows "
+                        "no face is searched again at full size; 0: full size); None: the "
+                        "model's preprocess setting, else preprocess's default")
     p.add_argument("--tta", choices=scoring.TTA_MODES, default=None,
                    help="test-time augmentation: flip scores each crop as the mean of it and "
                         "its mirror image (twice the model calls); None: the model's operating "
@@ -145,7 +150,8 @@ def _analyzer(args: argparse.Namespace):
 
     return Analyzer.load(args.model, detector=args.detector, aggregate=args.aggregate,
                          threshold=args.threshold, every=args.every, frames=args.frames,
-                         batch_size=args.batch_size, tta=args.tta)
+                         batch_size=args.batch_size, tta=args.tta,
+                         detect_max_side=args.detect_max_side)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -220,8 +220,14 @@ def default_confidence(name: str) -> float:
 
 
 def detect_downscaled(detector: Detector, frames: Sequence[np.ndarray],
-                      max_side: int | None = DEFAULT_DETECT_MAX_SIDE) -> list[list[Face]]:
-    """Detect on copies no larger than ``max_side`` and map boxes back to full size."""
+                      max_side: int | None = DEFAULT_DETECT_MAX_SIDE,
+                      retry_full: bool = True) -> list[list[Face]]:
+    """Detect on copies no larger than ``max_side`` and map boxes back to full size.
+
+    Detection cost grows with the pixels while crops are cut from the full frame, so a small
+    copy is enough to find a face; a frame where the small copy shows none is detected again
+    at full size (``retry_full``), so a small face in a large frame is not lost.
+    """
     small, scales = [], []
     for frame in frames:
         h, w = frame.shape[:2]
@@ -231,11 +237,16 @@ def detect_downscaled(detector: Detector, frames: Sequence[np.ndarray],
                                interpolation=cv2.INTER_AREA)
         small.append(frame)
         scales.append(scale)
-    found = detector.detect(small)
-    return [[Face(tuple(v / s for v in f.box), f.confidence,
-                  None if f.landmarks is None else tuple((x / s, y / s) for x, y in f.landmarks))
-             for f in faces]
-            for faces, s in zip(found, scales, strict=True)]
+    found = [[Face(tuple(v / s for v in f.box), f.confidence,
+                   None if f.landmarks is None else tuple((x / s, y / s) for x, y in f.landmarks))
+              for f in faces]
+             for faces, s in zip(detector.detect(small), scales, strict=True)]
+    missed = [i for i, (faces, s) in enumerate(zip(found, scales, strict=True))
+              if not faces and s < 1.0] if retry_full else []
+    if missed:
+        for i, faces in zip(missed, detector.detect([frames[i] for i in missed]), strict=True):
+            found[i] = list(faces)
+    return found
 
 
 def select_faces(faces: list[Face], which: str = "largest") -> list[Face]:

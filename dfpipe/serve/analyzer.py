@@ -72,14 +72,14 @@ class Analyzer:
                  detector: str | None = None, aggregate: str | None = None,
                  threshold: float | None = None, every: int | None = None,
                  frames: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 tta: str | None = None) -> None:
+                 tta: str | None = None, detect_max_side: int | None = None) -> None:
         if batch_size < 1:
             raise PipelineError(f"--batch-size must be at least 1, got {batch_size}")
         self.model = model
         self.metadata = metadata
         self.model_path = Path(model_path) if model_path else None
         self.settings, self.settings_source = settings_from_metadata(
-            metadata, detector, every, frames)
+            metadata, detector, every, frames, detect_max_side)
         point = resolve_operating_point(metadata, aggregate, threshold)
         self.threshold, self.threshold_source = point.threshold, point.threshold_source
         self.crop_threshold, self.rule = point.crop_threshold, point.aggregate

@@ -15,8 +15,8 @@ SETTING_KEYS = tuple(f.name for f in fields(Settings))
 
 
 def settings_from_metadata(meta: dict[str, Any], detector: str | None = None,
-                           every: int | None = None,
-                           frames: int | None = None) -> tuple[Settings, str]:
+                           every: int | None = None, frames: int | None = None,
+                           detect_max_side: int | None = None) -> tuple[Settings, str]:
     """The crop settings the model was trained with, and a sentence saying where they came from.
 
     The metadata's ``crop`` holds the preprocess settings (``crop.settings``, or the flat keys
@@ -46,6 +46,11 @@ def settings_from_metadata(meta: dict[str, Any], detector: str | None = None,
     if every or frames:
         values["every"], values["frames"] = every, frames
         overrides.append(f"every {every}" if every else f"frames {frames}")
+    if detect_max_side is not None:
+        if detect_max_side < 0:
+            raise PipelineError("--detect-max-side must be 0 (full size) or more pixels")
+        values["detect_max_side"] = detect_max_side or None
+        overrides.append(f"detect max side {detect_max_side or 'full size'}")
     if overrides:
         source += f"; overridden on the command line: {', '.join(overrides)}"
     if "detector" not in values:

@@ -83,3 +83,30 @@ def test_retinaface_missing_weights_is_one_clear_line(tmp_path, monkeypatch):
     msg = str(err.value)
     assert str(tmp_path / ".deepface" / "weights" / "retinaface.h5") in msg
     assert "--detector mtcnn" in msg and "\n" not in msg
+
+
+def test_a_frame_whose_small_copy_shows_no_face_is_searched_again_at_full_size():
+    import numpy as np
+
+    from dfpipe.extract.faces import Detector, Face, detect_downscaled
+
+    class NeedsPixels(Detector):
+        """Finds a 'face' only in frames at least 500 px wide (a small face needs pixels)."""
+
+        def __init__(self) -> None:
+            self.calls: list[list[int]] = []
+
+        def detect(self, frames):
+            self.calls.append([f.shape[1] for f in frames])
+            return [[Face((10.0, 10.0, 60.0, 60.0), 0.99, None)] if f.shape[1] >= 500 else []
+                    for f in frames]
+
+    frames = [np.zeros((720, 1280, 3), np.uint8), np.zeros((200, 300, 3), np.uint8)]
+    detector = NeedsPixels()
+    found = detect_downscaled(detector, frames, 320)
+    assert detector.calls == [[320, 300], [1280]]  # only the downscaled frame is retried
+    assert [len(f) for f in found] == [1, 0]
+    assert found[0][0].box == (10.0, 10.0, 60.0, 60.0)  # the full-size detection, not scaled
+    detector.calls.clear()
+    assert [len(f) for f in detect_downscaled(detector, frames, 320, retry_full=False)] == [0, 0]
+    assert detector.calls == [[320, 300]]
