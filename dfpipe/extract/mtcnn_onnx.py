@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -161,9 +160,11 @@ def _area_weights(n_in: int, n_out: int) -> np.ndarray:
 
 def area_resize(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """``tf.image.resize(method=AREA)`` of an HxWxC float image, as two small matrix products."""
-    rows = _area_weights(image.shape[0], out_h)
-    cols = _area_weights(image.shape[1], out_w)
-    return np.einsum("ih,hwc,jw->ijc", rows, image, cols, optimize=True).astype(np.float32)
+    h, w, c = image.shape
+    tall = _area_weights(h, out_h) @ image.reshape(h, w * c)
+    wide = tall.reshape(out_h, w, c).transpose(0, 2, 1).reshape(out_h * c, w)
+    out = wide @ _area_weights(w, out_w).T
+    return np.ascontiguousarray(out.reshape(out_h, c, out_w).transpose(0, 2, 1), np.float32)
 
 
 def cell_boxes(reg: np.ndarray, cls: np.ndarray, threshold: float, stride: int = 2,
@@ -250,11 +251,6 @@ def _landmarks(points: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def _integer_box(box: np.ndarray) -> np.ndarray:
-    """The package's JSON box: x1, y1 and the width and height rounded, as x1, y1, x2, y2."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return np.asarray([x1, y1, x1 + (x2 - x1), y1 + (y2 - y1)]).round().astype(int)
+    """The package's JSON box (``box_format="xyxy"``): x1, y1, x2, y2 rounded to integers."""
+    return np.asarray(box, dtype=np.float64).round().astype(int)
 
-
-def load_detector(folder: Path = DEFAULT_MTCNN_DIR, **kwargs: Any) -> OnnxMTCNN:
-    """The ONNX MTCNN from ``folder`` (see :class:`OnnxMTCNN`)."""
-    return OnnxMTCNN(folder, **kwargs)

@@ -87,10 +87,10 @@ def export_model(model_path: Path, fmt: str = "onnx", output: Path | None = None
     _remove(tmp)
     try:
         details = _WRITERS[fmt](model, tmp)
-    except PipelineError:
-        raise
     except Exception as exc:  # noqa: BLE001 - a converter failure is one line for the user
         _remove(tmp)
+        if isinstance(exc, PipelineError):
+            raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PipelineError(f"cannot export {model_path} as {fmt}: {first}") from None
     _remove(target)
