@@ -15,9 +15,9 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from dfpipe.core.errors import PipelineError
@@ -65,6 +65,9 @@ class OnnxMTCNN(Detector):
         self.params = params or MTCNNParams()
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # many small runs per frame: spinning worker threads between them fight OpenCV, numpy
+        # and other processes for 2 cores (2x slower per frame on a busy machine)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         self._nets = {name: ort.InferenceSession(str(folder / f"{name}.onnx"), options,
@@ -144,27 +147,12 @@ def pyramid_scales(width: int, height: int, min_face_size: int, scale_factor: fl
     return (min_size / min_face_size) * scale_factor ** np.arange(count)
 
 
-@lru_cache(maxsize=64)
-def _area_weights(n_in: int, n_out: int) -> np.ndarray:
-    """TF's ``resize_area`` along one axis: output i averages input [i*s, (i+1)*s), s = in/out,
-    partial pixels weighted by their overlap, indices past the end read the last pixel."""
-    scale = n_in / n_out
-    weights = np.zeros((n_out, n_in), np.float32)
-    for i in range(n_out):
-        start, end = i * scale, (i + 1) * scale
-        for j in range(int(np.floor(start)), int(np.ceil(end))):
-            overlap = min(j + 1.0, end) - max(float(j), start)
-            weights[i, min(j, n_in - 1)] += overlap / scale
-    return weights
-
-
 def area_resize(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """``tf.image.resize(method=AREA)`` of an HxWxC float image, as two small matrix products."""
-    h, w, c = image.shape
-    tall = _area_weights(h, out_h) @ image.reshape(h, w * c)
-    wide = tall.reshape(out_h, w, c).transpose(0, 2, 1).reshape(out_h * c, w)
-    out = wide @ _area_weights(w, out_w).T
-    return np.ascontiguousarray(out.reshape(out_h, c, out_w).transpose(0, 2, 1), np.float32)
+    """``tf.image.resize(method=AREA)`` of an HxWxC float image: each output pixel averages the
+    input pixels its area covers, partial ones by their overlap. OpenCV's INTER_AREA computes
+    the same average (both within 4e-5 of each other on the pyramid of a 640x360 frame, as TF
+    is of itself in float32), 5x faster than a numpy port of TF's loop."""
+    return cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_AREA)
 
 
 def cell_boxes(reg: np.ndarray, cls: np.ndarray, threshold: float, stride: int = 2,
