@@ -41,7 +41,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     if args.detector == "mtcnn":
-        from dfpipe.models.export_mtcnn import export_mtcnn
+        from dfpipe.extract.mtcnn_export import export_mtcnn
 
         folder = export_mtcnn(args.output or DEFAULT_MTCNN_DIR)
         print(f"exported MTCNN (P-Net, R-Net, O-Net) as ONNX to {folder}")

@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         frames = video_frames(args.videos, args.frames_per_video) if (
             args.frames_per_video > 0 and args.videos.is_dir()) else []
         if frames:
-            from dfpipe.models.export_mtcnn import export_mtcnn
+            from dfpipe.extract.mtcnn_export import export_mtcnn
 
             detection = detector_comparison(export_mtcnn(Path(tmp) / "mtcnn"), frames,
                                             args.starts)

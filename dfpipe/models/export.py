@@ -10,7 +10,6 @@ a retrained .h5 can be refused (:func:`dfpipe.models.onnxrun.load_any`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from dfpipe.core.errors import PipelineError
+from dfpipe.core.onnxformat import ONNX_IR_VERSION, ONNX_OPSET, file_sha256
 
 log = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("onnx", "savedmodel", "tflite")
 SUFFIXES = {"onnx": ".onnx", "savedmodel": ".savedmodel", "tflite": ".tflite"}
-ONNX_OPSET = 18  # Resize with antialias and axes (opset 18) stands in for TF's ScaleAndTranslate
-ONNX_IR_VERSION = 8  # what tf2onnx writes for opset 18; onnxruntime reads it
 INPUT_NAME = "rgb"
 
 
@@ -57,15 +55,6 @@ def export_sidecar(path: Path) -> Path:
     """
     path = Path(path)
     return path.with_name(path.name + ".json")
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_model(model_path: Path, fmt: str = "onnx", output: Path | None = None

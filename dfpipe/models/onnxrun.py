@@ -19,7 +19,8 @@ import numpy as np
 
 from dfpipe.core.errors import PipelineError
 from dfpipe.core.labels import CLASS_NAMES
-from dfpipe.models.export import export_sidecar, exported_path, file_sha256
+from dfpipe.core.onnxformat import file_sha256
+from dfpipe.models.export import export_sidecar, exported_path
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ BOX_TOLERANCE = 2.0
 
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dfpipe.models.export_mtcnn import export_mtcnn
+    from dfpipe.extract.mtcnn_export import export_mtcnn
 
     return export_mtcnn(tmp_path_factory.mktemp("mtcnn"))
 

@@ -20,13 +20,8 @@ from export_support import (
 )
 
 from dfpipe.core.errors import PipelineError
-from dfpipe.models.export import (
-    export_model,
-    export_sidecar,
-    exported_path,
-    file_sha256,
-    float32_model,
-)
+from dfpipe.core.onnxformat import file_sha256
+from dfpipe.models.export import export_model, export_sidecar, exported_path, float32_model
 from dfpipe.models.onnxrun import OnnxClassifier
 from dfpipe.models.saving import read_metadata
 from dfpipe.scoring.crops import score_crops

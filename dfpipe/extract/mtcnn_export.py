@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from dfpipe.core.errors import PipelineError
+from dfpipe.core.onnxformat import ONNX_IR_VERSION, ONNX_OPSET, file_sha256
 from dfpipe.extract.mtcnn_onnx import DEFAULT_MTCNN_DIR, MTCNN_INFO, NETWORKS
-from dfpipe.models.export import ONNX_IR_VERSION, ONNX_OPSET, file_sha256
 
 log = logging.getLogger(__name__)
 
