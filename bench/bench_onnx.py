@@ -83,7 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_model(folder: Path) -> Path:
     """A real Xception detector (299 px, random weights) saved with its metadata."""
-    from dfpipe.models.registry import build_classifier, get_backbone
+    from dfpipe.models.build import build_classifier
+    from dfpipe.models.registry import get_backbone
     from dfpipe.models.saving import save_model
 
     spec = get_backbone("xception")

@@ -47,7 +47,8 @@ def xception_model(size: int, crops: list[np.ndarray], seed: int = 0) -> Any:
     ``crops`` (a random head on raw features would give 0 or 1 and hide any difference)."""
     import keras
 
-    from dfpipe.models.registry import OUTPUT_NAME, build_classifier, get_backbone
+    from dfpipe.models.build import build_classifier
+    from dfpipe.models.registry import OUTPUT_NAME, get_backbone
 
     keras.utils.set_random_seed(seed)
     model = build_classifier(get_backbone("xception"), size, None, 0.0)

@@ -61,7 +61,7 @@ def export_model(model_path: Path, fmt: str = "onnx", output: Path | None = None
                  ) -> ExportResult:
     """Export ``model_path`` (.h5 written by train.py) as ``fmt``; the sidecar is written last,
     so a half-written export has no metadata and is never taken for a good one."""
-    from dfpipe.models.registry import load_classifier
+    from dfpipe.models.saving import load_classifier
 
     _check_format(fmt)
     model_path = Path(model_path)

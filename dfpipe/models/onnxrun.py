@@ -143,7 +143,7 @@ def load_any(path: Path | str, runtime: str = "auto", threads: int | None = None
         raise PipelineError(f"{path} is an ONNX export; the TF runtime needs the .h5 it came from")
     if is_onnx:
         return load_onnx(path, threads)
-    from dfpipe.models.registry import load_classifier
+    from dfpipe.models.saving import load_classifier
 
     return load_classifier(path)
 

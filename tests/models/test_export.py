@@ -36,7 +36,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def h5_scores(h5: Path, crops: list[np.ndarray]) -> np.ndarray:
-    from dfpipe.models.registry import load_classifier
+    from dfpipe.models.saving import load_classifier
 
     model, _ = load_classifier(h5)
     return score_crops(model, crops)
@@ -109,7 +109,7 @@ def test_mixed_precision_model_exports_a_float32_graph(tmp_path: Path) -> None:
 
 
 def test_float32_model_keeps_a_float32_model_as_it_is(tiny: tuple[Path, Path]) -> None:
-    from dfpipe.models.registry import load_classifier
+    from dfpipe.models.saving import load_classifier
 
     model, _ = load_classifier(tiny[0])
     assert float32_model(model) is model
