@@ -72,3 +72,32 @@ def test_the_onnx_runtime_refuses_a_detector_that_needs_tensorflow(tmp_path: Pat
         Analyzer.load(model, runtime="onnx")
     with pytest.raises(PipelineError, match="no exported MTCNN"):
         Analyzer.load(model, runtime="onnx", detector="mtcnn", mtcnn_onnx=tmp_path / "none")
+
+
+@pytest.mark.slow
+def test_evaluate_scores_an_onnx_model_without_tensorflow_as_the_h5(tmp_path: Path) -> None:
+    import json
+
+    from split_support import write_split
+
+    from dfpipe.models.export import export_model
+
+    root = write_split(tmp_path / "split", {"test": {"real": 3, "fake": 3}}, size=32)
+    model = save_tiny_model(tmp_path / "tiny_best.h5", bias=0.1)
+    onnx_path = export_model(model, "onnx").path
+    block = BLOCK_TF.replace("app.py", "evaluate.py")
+    common = ["--data", str(root), "--split", "test", "--bootstrap", "0"]
+    tf_run = subprocess.run([sys.executable, "evaluate.py", "--model", str(model), *common,
+                             "--output", str(tmp_path / "tf")], capture_output=True,
+                            text=True, cwd=REPO, timeout=600)
+    assert tf_run.returncode == 0, tf_run.stderr[-2000:]
+    onnx_run = subprocess.run([sys.executable, "-c", block, "--model", str(onnx_path), *common,
+                               "--output", str(tmp_path / "onnx")], capture_output=True,
+                              text=True, cwd=REPO, timeout=600)
+    assert onnx_run.returncode == 0, onnx_run.stderr[-2000:]
+    tf_m = json.loads((tmp_path / "tf" / "metrics.json").read_text())
+    onnx_m = json.loads((tmp_path / "onnx" / "metrics.json").read_text())
+    assert onnx_m["model"]["runtime"] == "onnx" and tf_m["model"]["runtime"] == "tf"
+    assert onnx_m["crops"]["metrics"]["roc_auc"] == pytest.approx(
+        tf_m["crops"]["metrics"]["roc_auc"], abs=1e-6)
+    assert onnx_m["crops"]["confusion_matrix"] == tf_m["crops"]["confusion_matrix"]
