@@ -24,6 +24,7 @@ from pathlib import Path
 
 from dfpipe.core.errors import PipelineError, add_debug_option, run_cli
 from dfpipe.extract.faces import DETECTORS
+from dfpipe.models.onnxrun import RUNTIMES
 from dfpipe.scoring import crops as scoring
 from dfpipe.serve.frames import DEFAULT_MAX_PIXELS, Limits
 from dfpipe.serve.web.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_THREADS, WebConfig
@@ -57,6 +58,13 @@ def _analysis_options(p: argparse.ArgumentParser) -> None:
                         "(crops are still cut from the full frame; a frame where the copy shows "
                         "no face is searched again at full size; 0: full size); None: the "
                         "model's preprocess setting, else preprocess's default")
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="auto: by the model file (.h5 TensorFlow; .onnx ONNX Runtime, with "
+                        "MTCNN's exported networks for faces, never importing TensorFlow); "
+                        "onnx: the export beside a .h5 (python export.py --model M.h5); tf")
+    p.add_argument("--mtcnn-onnx", type=Path, default=None,
+                   help="folder of MTCNN's exported networks for the ONNX runtime (python "
+                        "export.py --detector mtcnn); None: models/mtcnn_onnx")
     p.add_argument("--tta", choices=scoring.TTA_MODES, default=None,
                    help="test-time augmentation: flip scores each crop as the mean of it and "
                         "its mirror image (twice the model calls); None: the model's operating "
@@ -151,7 +159,8 @@ def _analyzer(args: argparse.Namespace):
     return Analyzer.load(args.model, detector=args.detector, aggregate=args.aggregate,
                          threshold=args.threshold, every=args.every, frames=args.frames,
                          batch_size=args.batch_size, tta=args.tta,
-                         detect_max_side=args.detect_max_side)
+                         detect_max_side=args.detect_max_side, runtime=args.runtime,
+                         mtcnn_onnx=args.mtcnn_onnx)
 
 
 def serve(args: argparse.Namespace) -> int:

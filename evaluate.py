@@ -15,6 +15,7 @@ from pathlib import Path
 from dfpipe.core.errors import add_debug_option, run_cli
 from dfpipe.evaluate import crossdata, metrics
 from dfpipe.evaluate import run as evaluation
+from dfpipe.models.onnxrun import RUNTIMES
 from dfpipe.scoring import crops as scoring
 
 
@@ -51,6 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="judge each video on this many of its crops, drawn evenly in time "
                         "(0: all); None: the K stored in the model's operating point (all for "
                         "models that store none)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="auto: by the model file (.h5 TensorFlow, .onnx ONNX Runtime, which "
+                        "never imports TensorFlow); onnx: the export beside a .h5 (python "
+                        "export.py --model M.h5); tf: the .h5")
     p.add_argument("--tta", choices=scoring.TTA_MODES, default=None,
                    help="test-time augmentation: flip scores each crop as the mean of it and "
                         "its mirror image (twice the model calls); None: the model's operating "
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {"split": args.split, "aggregate": args.aggregate, "threshold": args.threshold,
                "batch_size": args.batch_size, "bootstrap": args.bootstrap, "seed": args.seed,
                "crop_threshold": args.crop_threshold, "crops_per_video": args.crops_per_video,
-               "tta": args.tta}
+               "tta": args.tta, "runtime": args.runtime}
     if len(datas) > 1:
         for row in crossdata.evaluate_datasets(args.model, datas, args.output, **options):
             print(f"{row['dataset']} ({row['protocol']}): {row['videos']} videos, "

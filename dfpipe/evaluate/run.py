@@ -23,7 +23,7 @@ from dfpipe.core.labels import CLASS_NAMES
 from dfpipe.core.splittable import Crop, load_split
 from dfpipe.evaluate import figures, metrics, report, tables, unsplit
 from dfpipe.evaluate.coverage import coverage_summary, read_uncovered, with_uncovered
-from dfpipe.models.saving import load_model, read_metadata
+from dfpipe.models.onnxrun import is_onnx_model, load_any
 from dfpipe.scoring.crops import DEFAULT_BATCH_SIZE, aggregator
 from dfpipe.scoring.judge import judge_split
 from dfpipe.scoring.operating import operating_point_result, resolve_operating_point
@@ -145,9 +145,12 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
              output: Path = DEFAULT_OUTPUT, batch_size: int = DEFAULT_BATCH_SIZE,
              bootstrap: int = metrics.DEFAULT_RESAMPLES, seed: int = 0,
              progress: bool = True, crop_threshold: float | None = None,
-             crops_per_video: int | None = None, tta: str | None = None) -> dict[str, Any]:
+             crops_per_video: int | None = None, tta: str | None = None,
+             runtime: str = "auto") -> dict[str, Any]:
     """Score every crop of ``split``, aggregate per video, write figures and reports.
 
+    ``runtime``: ``auto`` follows the model file's suffix (.h5 TensorFlow, .onnx ONNX Runtime,
+    which never imports TensorFlow), ``onnx`` takes the export beside a .h5.
     The rule, the crops each video is judged on and the thresholds default to the model's
     operating point (video threshold for videos, crop threshold for crops). Returns the dict
     written to metrics.json.
@@ -166,11 +169,10 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
     videos = group_videos(crops)
     if not model_path.exists():  # a folder is named as such by read_metadata
         raise PipelineError(f"model file not found: {model_path} (train one with train.py)")
-    point = resolve_operating_point(read_metadata(model_path), aggregate, threshold,
-                                    crop_threshold)
+    model, meta = load_any(model_path, runtime)
+    point = resolve_operating_point(meta, aggregate, threshold, crop_threshold)
     aggregate, thr, crop_thr = point.aggregate, point.threshold, point.crop_threshold
     rule = aggregator(aggregate)
-    model, meta = load_model(model_path)
     log.info("scoring %d crops of %d videos from %s/%s", len(crops), len(videos), data_root, split)
 
     k = point.crops_per_video if crops_per_video is None else int(crops_per_video)
@@ -186,7 +188,8 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
     result: dict[str, Any] = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dfpipe_version": __version__,
-        "model": {"path": str(model_path), "backbone": meta.get("backbone"),
+        "model": {"path": str(model_path), "runtime": "onnx" if is_onnx_model(model) else "tf",
+                  "backbone": meta.get("backbone"),
                   "input_size": meta.get("input_size"), "created": meta.get("created"),
                   "training_log": str(training_log) if training_log.is_file() else None,
                   "validation": meta.get("validation")},

@@ -98,27 +98,49 @@ class Analyzer:
             log.warning("%s", self.crop_notice)
         self.batch_size = batch_size
         self.model_lock = threading.Lock()
+        self.detector_factory: Callable[[], facelib.Detector] | None = None
         self._local = threading.local()
         self.trained_detector = (self.settings_source.startswith("the model metadata")
                                  and recorded_detector(metadata))
 
     @classmethod
-    def load(cls, model_path: Path, **options: Any) -> Analyzer:
-        """Load the model file once (checked against its metadata) and prepare the detector."""
-        from dfpipe.models.saving import load_classifier, read_metadata
+    def load(cls, model_path: Path, runtime: str = "auto", mtcnn_onnx: Path | None = None,
+             **options: Any) -> Analyzer:
+        """Load the model file once (checked against its metadata) and prepare the detector.
 
-        settings, _ = settings_from_metadata(read_metadata(Path(model_path)),
-                                             options.get("detector"), options.get("every"),
-                                             options.get("frames"))
-        facelib.preflight(settings.detector)  # cheap checks before the model loads
-        model, meta = load_classifier(Path(model_path))
-        return cls(model, meta, model_path=Path(model_path), **options)
+        With an ONNX model (``runtime`` onnx, or a .onnx file) faces are found by MTCNN's
+        exported networks (``mtcnn_onnx``, written by ``export.py --detector mtcnn``) and
+        TensorFlow is never imported.
+        """
+        from dfpipe.models.onnxrun import is_onnx_model, load_any
+        from dfpipe.models.saving import read_metadata
+
+        if runtime != "onnx" and Path(model_path).suffix.lower() != ".onnx":
+            settings, _ = settings_from_metadata(read_metadata(Path(model_path)),
+                                                 options.get("detector"), options.get("every"),
+                                                 options.get("frames"))
+            facelib.preflight(settings.detector)  # cheap checks before the model loads
+        model, meta = load_any(Path(model_path), runtime)
+        analyzer = cls(model, meta, model_path=Path(model_path), **options)
+        name = analyzer.settings.detector
+        if is_onnx_model(model):
+            if name != "mtcnn":
+                raise PipelineError(f"the ONNX runtime finds faces with MTCNN only ({name} "
+                                    "needs TensorFlow): pass --detector mtcnn, or --runtime tf")
+            from dfpipe.extract.mtcnn_onnx import DEFAULT_MTCNN_DIR, OnnxMTCNN
+
+            folder = Path(mtcnn_onnx or DEFAULT_MTCNN_DIR)
+            confidence = analyzer.settings.min_confidence
+            OnnxMTCNN(folder, confidence)  # fails now, in one line, if it was never exported
+            analyzer.detector_factory = lambda: OnnxMTCNN(folder, confidence)
+        return analyzer
 
     def detector(self) -> facelib.Detector:
         """This thread's face detector, built on first use."""
         det = getattr(self._local, "detector", None)
         if det is None:
-            det = facelib.build_detector(self.settings.detector, self.settings.min_confidence)
+            det = (self.detector_factory() if self.detector_factory else
+                   facelib.build_detector(self.settings.detector, self.settings.min_confidence))
             self._local.detector = det
         return det
 

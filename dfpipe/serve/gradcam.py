@@ -47,6 +47,11 @@ class GradCam:
     """Grad-CAM maps for a detector (nested backbone or flat model), built once, reused."""
 
     def __init__(self, model: Any, layer_name: str | None = None) -> None:
+        from dfpipe.models.onnxrun import is_onnx_model
+
+        if is_onnx_model(model):
+            raise GradCamError("heatmaps need the model's gradients, which an ONNX export does "
+                               "not keep: serve the .h5 (--runtime tf) to see them")
         import keras
 
         self.model = model

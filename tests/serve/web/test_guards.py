@@ -4,33 +4,14 @@ the scheme, JSON answers are never cached, and a form-parser limit is named as s
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
-from app_support import StandInAnalyzer, run_job
-from conftest import write_numbered_video
-
-from dfpipe.serve.web import create_app
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
-    return write_numbered_video(tmp_path_factory.mktemp("media") / "clip.mp4", 9)
+from app_support import run_job
 
 
 @pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(**config):
-        app = create_app({"instance": tmp_path / "instance", "warm_up": False,
-                          "gradcam": False, **config}, StandInAnalyzer())
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["dfpipe"].shutdown()
+def make_app(apps):
+    return apps
 
 
 def post(client, data: bytes, headers=None, **fields):

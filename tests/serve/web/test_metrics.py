@@ -4,36 +4,18 @@ app, and guarded by the API token like every other route."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
-from app_support import StandInAnalyzer, run_job
-from conftest import write_numbered_video
+from app_support import run_job
 from prometheus_client.parser import text_string_to_metric_families
-
-from dfpipe.serve.web import create_app
 
 TOKEN = {"Authorization": "Bearer s3cret"}
 
 
-@pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
-    return write_numbered_video(tmp_path_factory.mktemp("media") / "clip.mp4", 9)
-
-
 @pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(name: str = "instance", load: float = 1.5, **config):
-        app = create_app({"instance": tmp_path / name, "warm_up": False, "gradcam": False,
-                          **config}, StandInAnalyzer(), model_load_s=load)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["dfpipe"].shutdown()
+def make_app(apps):
+    return lambda name="instance", load=1.5, **config: apps(name=name, model_load_s=load,
+                                                             **config)
 
 
 def samples(client, headers=None) -> dict[tuple[str, tuple], float]:

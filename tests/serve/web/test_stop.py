@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 from app_support import StandInAnalyzer, wait_for
-from conftest import write_numbered_video
 
-from dfpipe.serve.web import create_app
 from dfpipe.serve.web import jobs as web_jobs
 from dfpipe.serve.web.records import RECORD
 from dfpipe.serve.web.store import JobStore
@@ -21,24 +19,9 @@ from dfpipe.serve.web.store import JobStore
 JOB = "e" * 32
 
 
-@pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
-    return write_numbered_video(tmp_path_factory.mktemp("media") / "clip.mp4", 9)
-
-
 @pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(analyzer=None, **config):
-        app = create_app({"instance": tmp_path / "instance", "warm_up": False,
-                          "gradcam": False, **config}, analyzer or StandInAnalyzer())
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["dfpipe"].shutdown()
+def make_app(apps):
+    return apps
 
 
 def upload(app, video: Path) -> str:

@@ -13,33 +13,16 @@ from typing import Any
 
 import pytest
 from app_support import StandInAnalyzer, run_job
-from conftest import write_numbered_video
 
-from dfpipe.serve.web import create_app
 from dfpipe.serve.web import jobs as web_jobs
 from dfpipe.serve.web.records import RECORD
 
 JOB_A = "a" * 32
 
 
-@pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
-    return write_numbered_video(tmp_path_factory.mktemp("media") / "clip.mp4", 9)
-
-
 @pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(faces: int = 1):
-        app = create_app({"instance": tmp_path / "instance", "warm_up": False,
-                          "gradcam": False}, StandInAnalyzer(faces))
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["dfpipe"].shutdown()
+def make_app(apps):
+    return lambda faces=1: apps(StandInAnalyzer(faces))
 
 
 def result_of(app, job_id: str) -> dict[str, Any] | None:
