@@ -60,6 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="CPU cores to use: TensorFlow and OpenCV threads and CPU affinity")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips")
     p.add_argument("--no-gradcam", action="store_true", help="skip timing the heatmaps")
+    p.add_argument("--runtime", choices=("tf", "onnx"), default="tf",
+                   help="tf: the .h5 and the mtcnn package; onnx: the model and MTCNN exported "
+                        "to ONNX (written here first) and judged without TensorFlow's "
+                        "predict (no heatmaps)")
     p.add_argument("--repeats", type=int, default=3,
                    help="timed repeats of the bare classifier per clip (best is kept)")
     return p.parse_args(argv)
@@ -163,6 +167,9 @@ def classifier_comparison(model: Any, crops_by_clip: list[list[Any]], app_second
     n = sum(len(c) for c in crops_by_clip)
     bare = scoring = 0.0
     max_diff = 0.0
+    from dfpipe.models.onnxrun import is_onnx_model
+
+    quiet = {} if is_onnx_model(model) else {"verbose": 0}  # ONNX Runtime prints nothing
     for crops in crops_by_clip:
         if not crops:
             continue
@@ -170,7 +177,7 @@ def classifier_comparison(model: Any, crops_by_clip: list[list[Any]], app_second
         best_bare = best_scoring = float("inf")
         for _ in range(repeats):
             t0 = time.perf_counter()
-            ref = model.predict(x, batch_size=batch_size, verbose=0).reshape(-1)
+            ref = model.predict(x, batch_size=batch_size, **quiet).reshape(-1)
             best_bare = min(best_bare, time.perf_counter() - t0)
             t0 = time.perf_counter()
             mine = score_crops(model, crops, batch_size)
@@ -210,10 +217,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_app_") as tmp:
         tmp_path = Path(tmp)
         model_path = args.model or build_model(tmp_path, args.detector, args.every)
+        options: dict[str, Any] = {}
+        if args.runtime == "onnx":
+            from dfpipe.extract.mtcnn_export import export_mtcnn
+            from dfpipe.models.export import export_model
+
+            export_model(Path(model_path), "onnx")
+            options = {"runtime": "onnx", "mtcnn_onnx": export_mtcnn(tmp_path / "mtcnn_onnx")}
         t0 = time.perf_counter()
-        analyzer = Analyzer.load(model_path)
+        analyzer = Analyzer.load(model_path, **options)
         load_s = time.perf_counter() - t0
-        app = create_app({"instance": tmp_path / "instance", "gradcam": not args.no_gradcam,
+        gradcam = not args.no_gradcam and args.runtime == "tf"
+        app = create_app({"instance": tmp_path / "instance", "gradcam": gradcam,
                           "queue_size": len(clips) + 1}, analyzer)
         client = app.test_client()
         try:
@@ -249,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                     "cpu_count": os.cpu_count(), "cores_used": cores,
                     "threads": args.threads,
                     "load_average_1_5_15": [round(v, 2) for v in load] if load else None},
+        "runtime": args.runtime,
         "model": {"path": str(args.model) if args.model else "Xception 299 px, random weights",
                   "load_s": round(load_s, 3), "detector": analyzer.settings.detector,
                   "every": analyzer.settings.every, "crop_size": analyzer.settings.size},
