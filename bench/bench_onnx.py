@@ -152,25 +152,13 @@ def start_times(commands: dict[str, list[str]], starts: int) -> dict[str, Any]:
 
 
 def video_frames(folder: Path, per_video: int, max_side: int = 640) -> list[Any]:
-    """``per_video`` frames spread over each clip, RGB, no larger than ``max_side``."""
-    import cv2
-    import numpy as np
+    """``per_video`` frames spread over each clip, RGB, no larger than ``max_side`` (read as
+    preprocess reads them)."""
+    from dfpipe.core.images import fit_within
+    from dfpipe.extract.video import iter_sampled_frames
 
-    frames = []
-    for video in sorted(folder.glob("**/*.mp4")):
-        cap = cv2.VideoCapture(str(video))
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        for index in np.linspace(0, max(total - 1, 0), per_video).astype(int):
-            cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
-            ok, frame = cap.read()
-            if ok:
-                h, w = frame.shape[:2]
-                scale = min(1.0, max_side / max(h, w))
-                frame = cv2.resize(frame, (round(w * scale), round(h * scale)),
-                                   interpolation=cv2.INTER_AREA)
-                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        cap.release()
-    return frames
+    return [fit_within(frame, max_side) for video in sorted(folder.glob("**/*.mp4"))
+            for _, frame in iter_sampled_frames(video, frames=per_video)]
 
 
 def detector_comparison(folder: Path, frames: list[Any], starts: int) -> dict[str, Any]:

@@ -48,3 +48,12 @@ def feed_size_of(meta: dict[str, Any]) -> int | None:
     pre = meta.get("preprocessing")
     size = pre.get("trained_on_size") if isinstance(pre, dict) else None
     return int(size) if isinstance(size, int) and size > 0 else None
+
+
+def fit_within(image: np.ndarray, max_side: int) -> np.ndarray:
+    """The image shrunk (area interpolation) so its longer side is at most ``max_side``."""
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale >= 1.0:
+        return image
+    return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)

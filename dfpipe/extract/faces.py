@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from dfpipe.core.errors import PipelineError
+from dfpipe.core.images import fit_within
 
 log = logging.getLogger(__name__)
 
@@ -232,10 +233,7 @@ def detect_downscaled(detector: Detector, frames: Sequence[np.ndarray],
     for frame in frames:
         h, w = frame.shape[:2]
         scale = min(1.0, max_side / max(h, w)) if max_side else 1.0
-        if scale < 1.0:
-            frame = cv2.resize(frame, (round(w * scale), round(h * scale)),
-                               interpolation=cv2.INTER_AREA)
-        small.append(frame)
+        small.append(fit_within(frame, max_side) if scale < 1.0 else frame)
         scales.append(scale)
     found = [[Face(tuple(v / s for v in f.box), f.confidence,
                    None if f.landmarks is None else tuple((x / s, y / s) for x, y in f.landmarks))

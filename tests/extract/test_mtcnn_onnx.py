@@ -8,12 +8,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from conftest import REPO, SHARED_DATA, needs_shared
 
 from dfpipe.core.errors import PipelineError
+from dfpipe.core.images import fit_within
 from dfpipe.extract.faces import Face, MTCNNDetector
 from dfpipe.extract.mtcnn_onnx import (
     OnnxMTCNN,
@@ -22,6 +22,7 @@ from dfpipe.extract.mtcnn_onnx import (
     nms,
     pyramid_scales,
 )
+from dfpipe.extract.video import iter_sampled_frames
 
 BOX_TOLERANCE = 2.0
 
@@ -41,20 +42,7 @@ def package() -> MTCNNDetector:
 def frames_of(video: Path, count: int, max_side: int = 640) -> list[np.ndarray]:
     """``count`` frames spread over the clip, RGB, no larger than ``max_side`` (as preprocess
     detects them)."""
-    cap = cv2.VideoCapture(str(video))
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    frames = []
-    for index in np.linspace(0, max(total - 1, 0), count).astype(int):
-        cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
-        ok, frame = cap.read()
-        if ok:
-            h, w = frame.shape[:2]
-            scale = min(1.0, max_side / max(h, w))
-            frame = cv2.resize(frame, (round(w * scale), round(h * scale)),
-                               interpolation=cv2.INTER_AREA)
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return frames
+    return [fit_within(frame, max_side) for _, frame in iter_sampled_frames(video, frames=count)]
 
 
 def assert_same_faces(ours: list[Face], theirs: list[Face]) -> None:
