@@ -276,6 +276,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def learning_curve(args: argparse.Namespace) -> dict[str, Any]:
+    """Test AUC against epochs and against data, for each augmentation strength: one full
+    run (split, train, evaluate on test) per point, each in its own workdir under
+    ``--workdir`` so a rerun reuses the finished points."""
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="bench-curve-")).resolve()
+    points = []
+    for augment in args.curve_augment:
+        for rows in args.curve_rows:
+            for epochs in args.curve_epochs:
+                point = argparse.Namespace(**vars(args))
+                point.rows, point.epochs = rows, epochs
+                point.workdir = root / f"rows{rows}-aug{augment}-ep{epochs}"
+                point.train_arg = [*args.train_arg, f"augment={json.dumps(augment)}"]
+                log.info("curve point: %s rows, augment %s, %s epochs", rows, augment, epochs)
+                report = run(point)
+                points.append({"rows": rows, "augment": augment, "epochs": epochs,
+                               "epochs_run": report["training"]["epochs_run"],
+                               "auc": report["result"]["auc"],
+                               "auc_ci95": report["result"]["auc_ci95"],
+                               "test_crops": report["result"]["crops"],
+                               "train_minutes": report["minutes"]["train"],
+                               "machine": report["machine"]})
+    return {"command": "python bench/bench_detection.py " + shlex.join(sys.argv[1:]),
+            "code": git_state(), "workdir": str(root), "curve": points}
+
+
+def _list(kind: type) -> Any:
+    def parse(text: str) -> list[Any]:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    return parse
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -308,6 +340,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--train-arg", action="append", default=[], metavar="KEY=VALUE",
                        help="any other TrainConfig field, repeatable (e.g. head_epochs=2, "
                             "augment=false); VALUE is read as JSON when it parses")
+    curve = p.add_argument_group("learning curve (any of these: one run per grid point)")
+    curve.add_argument("--curve-epochs", type=_list(int), default=None,
+                       help="comma-separated epochs, e.g. 10,20,30")
+    curve.add_argument("--curve-rows", type=_list(int), default=None,
+                       help="comma-separated labels.csv rows, e.g. 8000,16000,24000")
+    curve.add_argument("--curve-augment", type=_list(str), default=None,
+                       help="comma-separated augmentation strengths, e.g. none,full")
     ev = p.add_argument_group("evaluation")
     ev.add_argument("--bootstrap", type=int, default=1000,
                     help="bootstrap resamples for the 95%% intervals")
@@ -319,8 +358,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    curve = any(v is not None for v in (args.curve_epochs, args.curve_rows,
+                                        args.curve_augment))
+    if curve:
+        args.curve_epochs = args.curve_epochs or [args.epochs]
+        args.curve_rows = args.curve_rows or [args.rows]
+        args.curve_augment = args.curve_augment or ["full"]
     try:
-        report = run(args)
+        report = learning_curve(args) if curve else run(args)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -103,3 +103,23 @@ def test_bench_scores_the_held_out_test_split(tmp_path: Path) -> None:
     second = json.loads(again.stdout)
     assert second["training"]["reused_model"] is True
     assert second["result"]["auc"] == result["auc"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DFDC / "labels.csv").is_file(), reason="../shared/data is absent")
+def test_learning_curve_mode_runs_one_held_out_evaluation_per_grid_point(tmp_path: Path) -> None:
+    work = tmp_path / "curve"
+    cmd = [sys.executable, str(REPO / "bench" / "bench_detection.py"), "--backbone", "tiny",
+           "--size", "32", "--bootstrap", "20", "--workdir", str(work),
+           "--curve-rows", "120,160", "--curve-epochs", "1", "--curve-augment", "none,full"]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    points = json.loads(run.stdout)["curve"]
+    assert [(p["augment"], p["rows"]) for p in points] == [
+        ("none", 120), ("none", 160), ("full", 120), ("full", 160)]
+    for p in points:
+        meta = json.loads((work / f"rows{p['rows']}-aug{p['augment']}-ep1" / "model" /
+                           "tiny_best.json").read_text())
+        assert meta["train_config"]["augment"] == (0.0 if p["augment"] == "none" else 1.0)
+        low, high = p["auc_ci95"]
+        assert low <= p["auc"] <= high and p["test_crops"] > 0
