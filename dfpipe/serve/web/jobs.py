@@ -28,6 +28,7 @@ from dfpipe.serve.web.redact import names_only
 from dfpipe.serve.web.store import JobStore
 
 log = logging.getLogger(__name__)
+WORKER_READY = "worker ready: face detector built and model traced"
 
 PROGRESS_INTERVAL_S = 0.25
 YIELD_S = 0.1
@@ -94,6 +95,7 @@ class JobPool:
         if self._warm_up is not None:
             try:
                 self._warm_up()
+                log.info("%s", WORKER_READY)
             except Exception:  # noqa: BLE001 - a failed warm-up only costs the first job time
                 log.exception("worker warm-up failed")
         while True:
