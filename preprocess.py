@@ -29,6 +29,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="keep K evenly spaced frames instead of every Nth")
     p.add_argument("--detect-max-side", type=int, default=DEFAULT_DETECT_MAX_SIDE,
                    help="detect on a copy no larger than this (pixels); 0 = full size")
+    p.add_argument("--mtcnn-onnx", type=Path, default=None, metavar="DIR",
+                   help="run MTCNN from its ONNX export in DIR (python export.py --detector "
+                        "mtcnn writes models/mtcnn_onnx): the same faces, faster, without "
+                        "TensorFlow; None: the mtcnn package")
     p.add_argument("--min-confidence", type=float, default=None,
                    help="detector confidence threshold (default: the detector's own, 0.9)")
     p.add_argument("--faces", choices=["largest", "all"], default="largest",
@@ -73,7 +77,7 @@ def main() -> int:
     summary = run(args.input, args.output, settings, workers=args.workers,
                   shard=parse_shard(args.shard), overwrite=args.overwrite,
                   retry_errors=args.retry_errors, labels_csv=args.labels, limit=args.limit,
-                  max_frames=args.max_frames)
+                  max_frames=args.max_frames, mtcnn_onnx=args.mtcnn_onnx)
     done = sum(summary.statuses.values())
     rate = summary.frames_sampled / summary.seconds if summary.seconds else 0.0
     print(f"videos: {summary.total} in share, {summary.skipped} already done, {done} processed "

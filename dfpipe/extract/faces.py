@@ -195,14 +195,26 @@ DETECTORS: dict[str, DetectorSpec] = {
 }
 
 
-def build_detector(name: str, min_confidence: float | None = None) -> Detector:
-    """Construct a detector by name with its defaults (``min_confidence`` overrides)."""
+def build_detector(name: str, min_confidence: float | None = None,
+                   mtcnn_onnx: Path | None = None, threads: int | None = None) -> Detector:
+    """Construct a detector by name with its defaults (``min_confidence`` overrides).
+
+    ``mtcnn_onnx``: a folder written by ``export.py --detector mtcnn``; MTCNN then runs from
+    those networks under ONNX Runtime (same faces, no TensorFlow) instead of the package, on
+    ``threads`` threads (None: ONNX Runtime's default)."""
     if name not in DETECTORS:
         raise PipelineError(f"unknown detector {name!r}: choose one of {', '.join(DETECTORS)}")
     spec = DETECTORS[name]
     kwargs = dict(spec.defaults)
     if min_confidence is not None:
         kwargs["min_confidence"] = min_confidence
+    if mtcnn_onnx is not None:
+        if name != "mtcnn":
+            raise PipelineError(f"--mtcnn-onnx runs MTCNN only, not {name}: pass --detector "
+                                "mtcnn, or leave --mtcnn-onnx out")
+        from dfpipe.extract.mtcnn_onnx import OnnxMTCNN
+
+        return OnnxMTCNN(Path(mtcnn_onnx), kwargs["min_confidence"], threads=threads)
     return spec.factory(**kwargs)
 
 

@@ -269,14 +269,16 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(settings: Settings, out_root: str, threads: int,
-                 max_frames: int | None = None) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+                 max_frames: int | None = None, mtcnn_onnx: Path | None = None) -> None:
+    if mtcnn_onnx is None:  # the ONNX path never imports TensorFlow
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     cv2.setNumThreads(1)
-    _WORKER["detector"] = facelib.build_detector(settings.detector, settings.min_confidence)
+    _WORKER["detector"] = facelib.build_detector(settings.detector, settings.min_confidence,
+                                                 mtcnn_onnx, threads)
     _WORKER["settings"] = settings
     _WORKER["out_root"] = Path(out_root)
     _WORKER["max_frames"] = max_frames
@@ -301,10 +303,13 @@ def _check_settings(existing: list[dict[str, Any]], settings: Settings) -> None:
 def run(input_root: Path, output_root: Path, settings: Settings, workers: int = 1,
         shard: tuple[int, int] | None = None, overwrite: bool = False,
         retry_errors: bool = False, labels_csv: Path | None = None,
-        limit: int | None = None, max_frames: int | None = None) -> Summary:
+        limit: int | None = None, max_frames: int | None = None,
+        mtcnn_onnx: Path | None = None) -> Summary:
     """Process every (not yet finished) video of this shard; returns the run's summary.
 
-    ``max_frames`` caps the frames decoded per video (None: no cap)."""
+    ``max_frames`` caps the frames decoded per video (None: no cap). ``mtcnn_onnx``: run
+    MTCNN from its exported networks (``export.py --detector mtcnn``), without TensorFlow;
+    the faces are the package's, so it is not a setting and a resumed run may switch."""
     if max_frames is not None and max_frames < 1:
         raise PipelineError(f"--max-frames must be at least 1, got {max_frames}")
     settings = settings.resolved()
@@ -313,7 +318,10 @@ def run(input_root: Path, output_root: Path, settings: Settings, workers: int = 
     if settings.size < 16 or settings.margin < 1.0:
         raise PipelineError("--size must be >= 16 and --margin >= 1.0")
     jobs = [job for job in discover(input_root, labels_csv) if in_shard(job, shard)]
-    facelib.preflight(settings.detector)  # after the cheap path checks
+    if mtcnn_onnx is not None:  # a missing or wrong export fails here, in one line
+        facelib.build_detector(settings.detector, settings.min_confidence, mtcnn_onnx)
+    else:
+        facelib.preflight(settings.detector)  # after the cheap path checks
     if limit:
         jobs = jobs[:limit]
     output_root = Path(output_root)
@@ -341,7 +349,7 @@ def run(input_root: Path, output_root: Path, settings: Settings, workers: int = 
     log.info("%d videos in this share, %d already done, %d to do with %d worker(s)",
              len(jobs), summary.skipped, len(todo), workers)
     start = time.perf_counter()
-    for record in _records(todo, settings, output_root, workers, max_frames):
+    for record in _records(todo, settings, output_root, workers, max_frames, mtcnn_onnx):
         record["finished"] = time.time()
         append_record(manifest, record)
         summary.statuses[record["status"]] += 1
@@ -357,12 +365,12 @@ def run(input_root: Path, output_root: Path, settings: Settings, workers: int = 
 
 
 def _records(todo: list[VideoJob], settings: Settings, out_root: Path, workers: int,
-             max_frames: int | None = None):
+             max_frames: int | None = None, mtcnn_onnx: Path | None = None):
     bar = tqdm(total=len(todo), unit="video", desc="preprocess", dynamic_ncols=True)
     try:
         if workers <= 1 or len(todo) <= 1:
-            detector = facelib.build_detector(settings.detector, settings.min_confidence) \
-                if todo else None
+            detector = facelib.build_detector(settings.detector, settings.min_confidence,
+                                              mtcnn_onnx) if todo else None
             for job in todo:
                 yield process_video(job, settings, detector, out_root, max_frames)
                 bar.update()
@@ -371,7 +379,7 @@ def _records(todo: list[VideoJob], settings: Settings, out_root: Path, workers: 
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                                  initializer=_init_worker,
                                  initargs=(settings, str(out_root), threads,
-                                           max_frames)) as pool:
+                                           max_frames, mtcnn_onnx)) as pool:
             futures = {pool.submit(_work, job): job for job in todo}
             for future in as_completed(futures):
                 yield future.result()
