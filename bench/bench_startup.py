@@ -77,8 +77,8 @@ def prepare(folder: Path) -> tuple[Path, Path]:
 
 
 def time_start(command: list[str], port: int, timeout: float) -> tuple[float, float]:
-    """Seconds from launching ``command`` to the first 200 on ``GET /`` and to the worker's
-    ready line; the process is then stopped."""
+    """Seconds from launching ``command`` to the first 200 on ``GET /`` and to ready-to-judge
+    (both that answer and the worker's ready line seen); the process is then stopped."""
     ready = threading.Event()
     tail: list[str] = []
     t0 = time.perf_counter()
@@ -109,7 +109,7 @@ def time_start(command: list[str], port: int, timeout: float) -> tuple[float, fl
                 except (urllib.error.URLError, ConnectionError, TimeoutError):
                     pass
             time.sleep(0.02)
-        return stamps["listening"], stamps["ready"]
+        return stamps["listening"], max(stamps["listening"], stamps["ready"])
     finally:
         proc.terminate()
         try:
