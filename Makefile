@@ -42,6 +42,7 @@ bench: install  ## run the benchmarks (JSON on stdout; uses ../shared/data)
 	$(PY) bench/bench_app.py
 	$(PY) bench/bench_sbi.py
 	$(PY) bench/bench_onnx.py
+	$(PY) bench/bench_startup.py
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .
