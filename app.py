@@ -25,6 +25,7 @@ from pathlib import Path
 from dfpipe.core.errors import PipelineError, add_debug_option, run_cli
 from dfpipe.extract.faces import DETECTORS
 from dfpipe.models.onnxrun import RUNTIMES
+from dfpipe.models.precision import INFERENCE_PRECISIONS
 from dfpipe.scoring import crops as scoring
 from dfpipe.serve.frames import DEFAULT_MAX_PIXELS, Limits
 from dfpipe.serve.web.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_THREADS, WebConfig
@@ -63,8 +64,16 @@ def _analysis_options(p: argparse.ArgumentParser) -> None:
                         "MTCNN's exported networks for faces, never importing TensorFlow); "
                         "onnx: the export beside a .h5 (python export.py --model M.h5); tf")
     p.add_argument("--mtcnn-onnx", type=Path, default=None,
-                   help="folder of MTCNN's exported networks for the ONNX runtime (python "
-                        "export.py --detector mtcnn); None: models/mtcnn_onnx")
+                   help="folder of MTCNN's exported networks (python export.py --detector "
+                        "mtcnn): the ONNX runtime always finds faces with them (None: "
+                        "models/mtcnn_onnx); given with the TF runtime, they replace the mtcnn "
+                        "package there too (same boxes, faster)")
+    p.add_argument("--precision", choices=INFERENCE_PRECISIONS, default=None,
+                   help="float32, or bfloat16: the backbone computes in bfloat16 (TF runtime; "
+                        "resize, scaling and output stay float32; faster on a CPU with "
+                        "AVX-512 BF16 or AMX, scores move by the rounding, see "
+                        "docs/benchmarks.md); auto: bfloat16 where the CPU has it natively "
+                        "and the runtime is TF; None: float32")
     p.add_argument("--tta", choices=scoring.TTA_MODES, default=None,
                    help="test-time augmentation: flip scores each crop as the mean of it and "
                         "its mirror image (twice the model calls); None: the model's operating "
@@ -160,7 +169,7 @@ def _analyzer(args: argparse.Namespace):
                          threshold=args.threshold, every=args.every, frames=args.frames,
                          batch_size=args.batch_size, tta=args.tta,
                          detect_max_side=args.detect_max_side, runtime=args.runtime,
-                         mtcnn_onnx=args.mtcnn_onnx)
+                         mtcnn_onnx=args.mtcnn_onnx, precision=args.precision)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -14,9 +14,14 @@ The model is a real Xception detector at 299 px built with random weights (no Im
 weights offline), unless --model names a trained one: timings do not depend on the weights.
 One clip is analysed first as a warm-up (graph building) and not counted.
 
-Example (from the repo root; about 10 minutes on 2 cores)::
+Several configurations (``--configs``: runtime, inference precision, face detector) are loaded
+at once and every clip is uploaded to each in turn, so they meet the same machine load; the
+JSON gives each one's figures, the 720p clips against issue 22's 3.0 s target, and the ratios
+against the first configuration.
 
-    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/bench_app.py > bench_app.json
+Example (from the repo root; about 15 minutes on 2 cores for the three default configs)::
+
+    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/bench_app.py --no-gradcam > bench_app.json
 """
 
 from __future__ import annotations
@@ -37,12 +42,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from dfpipe.core.cpu import cpu_supports_bf16  # noqa: E402
 from dfpipe.core.errors import PipelineError, run_cli  # noqa: E402
 from dfpipe.core.labels import CLASS_NAMES  # noqa: E402
 
 THROUGHPUT_TARGET = 0.8
 VERDICT_TARGET_S = 5.0
 TARGET_CLIP_S = (9.0, 11.0)
+TARGET_720P_S = 3.0
+CLIP_720P_S = (9.0, 14.0)
 POLL_S = 0.01
 JOB_TIMEOUT_S = 600.0
 
@@ -60,10 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="CPU cores to use: TensorFlow and OpenCV threads and CPU affinity")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips")
     p.add_argument("--no-gradcam", action="store_true", help="skip timing the heatmaps")
-    p.add_argument("--runtime", choices=("tf", "onnx"), default="tf",
-                   help="tf: the .h5 and the mtcnn package; onnx: the model and MTCNN exported "
-                        "to ONNX (written here first) and judged without TensorFlow's "
-                        "predict (no heatmaps)")
+    p.add_argument("--configs", default="tf:float32:package,tf:bfloat16:onnx,onnx:float32:onnx",
+                   help="comma-separated runtime:precision:faces to time side by side: "
+                        "runtime tf (the .h5) or onnx (the model exported here first, no "
+                        "heatmaps), precision float32/bfloat16/auto (app --precision), faces "
+                        "package (the mtcnn package) or onnx (MTCNN's exported networks, "
+                        "app --mtcnn-onnx); ratios are against the first")
     p.add_argument("--repeats", type=int, default=3,
                    help="timed repeats of the bare classifier per clip (best is kept)")
     return p.parse_args(argv)
@@ -201,6 +211,105 @@ def classifier_comparison(model: Any, crops_by_clip: list[list[Any]], app_second
     }
 
 
+def parse_config(text: str) -> dict[str, str]:
+    """``runtime:precision:faces``, e.g. ``tf:bfloat16:onnx`` (faces: the mtcnn package or
+    MTCNN's exported networks)."""
+    parts = text.strip().split(":")
+    if (len(parts) != 3 or parts[0] not in ("tf", "onnx")
+            or parts[1] not in ("float32", "bfloat16", "auto")
+            or parts[2] not in ("package", "onnx") or parts[0] == "onnx" and parts[2] != "onnx"):
+        raise PipelineError(f"--configs {text!r}: write runtime:precision:faces with runtime tf "
+                            "or onnx, precision float32/bfloat16/auto, faces package or onnx "
+                            "(the onnx runtime always uses onnx faces)")
+    return {"name": text.strip(), "runtime": parts[0], "precision": parts[1], "faces": parts[2]}
+
+
+def start_app(config: dict[str, str], model_path: Path, tmp_path: Path, mtcnn: Path | None,
+              args: argparse.Namespace, queue: int) -> dict[str, Any]:
+    """One configuration's Analyzer and app, loaded and warmed up on the first clip."""
+    from dfpipe.serve.analyzer import Analyzer
+    from dfpipe.serve.web import create_app
+
+    options: dict[str, Any] = {"runtime": config["runtime"], "precision": config["precision"]}
+    if config["faces"] == "onnx":
+        options["mtcnn_onnx"] = mtcnn
+    t0 = time.perf_counter()
+    analyzer = Analyzer.load(model_path, **options)
+    load_s = time.perf_counter() - t0
+    gradcam = not args.no_gradcam and config["runtime"] == "tf"
+    folder = tmp_path / config["name"].replace(":", "-")
+    app = create_app({"instance": folder / "instance", "gradcam": gradcam, "queue_size": queue},
+                     analyzer)
+    return {"config": config, "analyzer": analyzer, "app": app, "client": app.test_client(),
+            "load_s": load_s, "rows": [], "crops": [], "classify_s": 0.0}
+
+
+def upload_clip(state: dict[str, Any], path: Path, read_rgb: Any) -> None:
+    run = upload_and_wait(state["client"], path)
+    state["rows"].append(clip_row(path, run))
+    job = run["job"]
+    if job["status"] == "done":
+        folder = state["app"].extensions["dfpipe"].runner.job_dir(job["id"])
+        state["crops"].append([read_rgb(folder / f"face_{f['index']:04d}.jpg")
+                               for f in job["result"]["faces"]])
+        state["classify_s"] += job["result"]["timing"]["classify_s"]
+    print(json.dumps({"config": state["config"]["name"], **state["rows"][-1]}), file=sys.stderr)
+
+
+def clip_group(rows: list[dict[str, Any]], keep: Any, target_s: float,
+               note: str) -> dict[str, Any]:
+    """Median and max upload-to-verdict over the clips ``keep`` selects, against a target."""
+    chosen = [r for r in rows if keep(r)]
+    times = [r["upload_to_verdict_s"] for r in chosen]
+    return {
+        "clips": [r["clip"] for r in chosen], "count": len(chosen),
+        "median_upload_to_verdict_s": round(statistics.median(times), 3) if times else None,
+        "max_upload_to_verdict_s": max(times, default=None),
+        "median_crops": statistics.median(r["faces"] for r in chosen) if chosen else None,
+        "target_s": target_s,
+        "median_meets_target": statistics.median(times) <= target_s if times else None,
+        "median_cpu_s": round(statistics.median(r["verdict_cpu_s"] for r in chosen), 3)
+        if chosen else None, "note": note}
+
+
+def is_ten_seconds(row: dict[str, Any]) -> bool:
+    return TARGET_CLIP_S[0] <= row["duration_s"] <= TARGET_CLIP_S[1]
+
+
+def is_720p(row: dict[str, Any]) -> bool:
+    """A 720p clip (1280x720, either way up) of about 10 s: 9 to 14 s, 20-odd sampled frames."""
+    sides = sorted((row["width"], row["height"]))
+    return sides == [720, 1280] and CLIP_720P_S[0] <= row["duration_s"] <= CLIP_720P_S[1]
+
+
+def config_report(state: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    ok = [r for r in state["rows"] if r["status"] == "ok"]
+    total_video = sum(r["duration_s"] for r in ok)
+    total_verdict = sum(r["upload_to_verdict_s"] for r in ok)
+    analyzer = state["analyzer"]
+    return {
+        "config": state["config"],
+        "model_load_s": round(state["load_s"], 3), "warmup_clip_s": round(state["warmup_s"], 3),
+        "precision": analyzer.describe()["precision"],
+        "face_detector_runtime": analyzer.describe()["face_detector_runtime"],
+        "clips": state["rows"],
+        "totals": {"clips": len(ok), "video_s": round(total_video, 2),
+                   "upload_to_verdict_s": round(total_verdict, 3),
+                   "verdict_s_per_video_second": round(total_verdict / total_video, 3)
+                   if total_video else None,
+                   "split_s": {k: round(sum(r[k] or 0.0 for r in ok), 3)
+                               for k in ("decode_s", "decode_wait_s", "detect_s", "classify_s")},
+                   "heatmaps_s": round(sum(r["heatmaps_s"] or 0 for r in ok), 3)},
+        "clips_720p": clip_group(ok, is_720p, TARGET_720P_S,
+                                 "issue 22's target: a 10 s 720p clip judged in <= 3.0 s"),
+        "ten_second_clips": clip_group(ok, is_ten_seconds, VERDICT_TARGET_S,
+                                       "9-11 s clips of any size (here 1080p DFDC clips)"),
+        "classifier": classifier_comparison(analyzer.model, state["crops"],
+                                            state["classify_s"], analyzer.batch_size,
+                                            args.repeats),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -208,88 +317,59 @@ def main(argv: list[str] | None = None) -> int:
     if not clips:
         raise PipelineError(f"no clips under {args.videos}")
     clips = clips[:args.limit] if args.limit else clips
+    configs = [parse_config(c) for c in args.configs.split(",") if c.strip()]
     cores = pin_threads(args.threads)
+    load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
 
     from dfpipe.core.images import read_rgb
-    from dfpipe.serve.analyzer import Analyzer
-    from dfpipe.serve.web import create_app
 
     with tempfile.TemporaryDirectory(prefix="bench_app_") as tmp:
         tmp_path = Path(tmp)
         model_path = args.model or build_model(tmp_path, args.detector, args.every)
-        options: dict[str, Any] = {}
-        if args.runtime == "onnx":
+        mtcnn = None
+        if any(c["faces"] == "onnx" for c in configs):
             from dfpipe.extract.mtcnn_export import export_mtcnn
+
+            mtcnn = export_mtcnn(tmp_path / "mtcnn_onnx")
+        if any(c["runtime"] == "onnx" for c in configs):
             from dfpipe.models.export import export_model
 
             export_model(Path(model_path), "onnx")
-            options = {"runtime": "onnx", "mtcnn_onnx": export_mtcnn(tmp_path / "mtcnn_onnx")}
-        t0 = time.perf_counter()
-        analyzer = Analyzer.load(model_path, **options)
-        load_s = time.perf_counter() - t0
-        gradcam = not args.no_gradcam and args.runtime == "tf"
-        app = create_app({"instance": tmp_path / "instance", "gradcam": gradcam,
-                          "queue_size": len(clips) + 1}, analyzer)
-        client = app.test_client()
+        states = [start_app(c, Path(model_path), tmp_path, mtcnn, args, len(clips) + 1)
+                  for c in configs]
         try:
-            t0 = time.perf_counter()
-            upload_and_wait(client, clips[0])
-            warmup_s = time.perf_counter() - t0
-            rows, crops_by_clip, app_classify = [], [], 0.0
-            for path in clips:
-                run = upload_and_wait(client, path)
-                rows.append(clip_row(path, run))
-                job = run["job"]
-                if job["status"] == "done":
-                    folder = app.extensions["dfpipe"].runner.job_dir(job["id"])
-                    crops_by_clip.append([read_rgb(folder / f"face_{f['index']:04d}.jpg")
-                                          for f in job["result"]["faces"]])
-                    app_classify += job["result"]["timing"]["classify_s"]
-                print(json.dumps(rows[-1]), file=sys.stderr)
-            classifier = classifier_comparison(analyzer.model, crops_by_clip, app_classify,
-                                               analyzer.batch_size, args.repeats)
+            for state in states:
+                t0 = time.perf_counter()
+                upload_and_wait(state["client"], clips[0])
+                state["warmup_s"] = time.perf_counter() - t0
+            for i, path in enumerate(clips):  # interleaved: each clip under every config in turn
+                order = states if i % 2 == 0 else states[::-1]
+                for state in order:
+                    upload_clip(state, path, read_rgb)
+            reports = [config_report(state, args) for state in states]
         finally:
-            app.extensions["dfpipe"].shutdown()
+            for state in states:
+                state["app"].extensions["dfpipe"].shutdown()
 
-    ok = [r for r in rows if r["status"] == "ok"]
-    ten = [r for r in ok if TARGET_CLIP_S[0] <= r["duration_s"] <= TARGET_CLIP_S[1]]
-    total_video = sum(r["duration_s"] for r in ok)
-    total_verdict = sum(r["upload_to_verdict_s"] for r in ok)
-    split = {k: round(sum(r[k] or 0.0 for r in ok), 3)
-             for k in ("decode_s", "decode_wait_s", "detect_s", "classify_s")}
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    base = reports[0]["clips_720p"]["median_upload_to_verdict_s"]
     report = {
         "benchmark": "app upload-to-verdict and classifier throughput",
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpu_count": os.cpu_count(), "cores_used": cores,
-                    "threads": args.threads,
-                    "load_average_1_5_15": [round(v, 2) for v in load] if load else None},
-        "runtime": args.runtime,
+                    "cpu_count": os.cpu_count(), "cores_used": cores, "threads": args.threads,
+                    "cpu_bf16": cpu_supports_bf16(),
+                    "load_average_1_5_15_start": [round(v, 2) for v in load_start]
+                    if load_start else None,
+                    "load_average_1_5_15_end": [round(v, 2) for v in load] if load else None},
         "model": {"path": str(args.model) if args.model else "Xception 299 px, random weights",
-                  "load_s": round(load_s, 3), "detector": analyzer.settings.detector,
-                  "every": analyzer.settings.every, "crop_size": analyzer.settings.size},
-        "warmup_clip_s": round(warmup_s, 3),
-        "clips": rows,
-        "totals": {"clips": len(ok), "video_s": round(total_video, 2),
-                   "upload_to_verdict_s": round(total_verdict, 3),
-                   "verdict_s_per_video_second": round(total_verdict / total_video, 3)
-                   if total_video else None,
-                   "split_s": split,
-                   "heatmaps_s": round(sum(r["heatmaps_s"] or 0 for r in ok), 3)},
-        "ten_second_clips": {
-            "count": len(ten),
-            "median_upload_to_verdict_s": round(statistics.median(
-                r["upload_to_verdict_s"] for r in ten), 3) if ten else None,
-            "max_upload_to_verdict_s": max((r["upload_to_verdict_s"] for r in ten),
-                                           default=None),
-            "target_s": VERDICT_TARGET_S,
-            "target_met": all(r["upload_to_verdict_s"] < VERDICT_TARGET_S for r in ten)
-            if ten else None,
-            "median_cpu_s": round(statistics.median(r["verdict_cpu_s"] for r in ten), 3)
-            if ten else None,
-            "note": "verdict_cpu_s is the process's CPU time from upload to verdict; divided "
-                    "by the cores used it bounds the wall time on otherwise idle cores"},
-        "classifier": classifier,
+                  "detector": args.detector, "every": args.every},
+        "order": "each clip is uploaded under every configuration in turn (the order reversed "
+                 "every other clip), after one warm-up clip per configuration",
+        "configs": reports,
+        "ratios_720p_median_vs_first_config": {
+            r["config"]["name"]: round(base / r["clips_720p"]["median_upload_to_verdict_s"], 3)
+            if base and r["clips_720p"]["median_upload_to_verdict_s"] else None
+            for r in reports},
     }
     print(json.dumps(report, indent=2))
     return 0

@@ -160,7 +160,8 @@ def git_state() -> dict[str, Any]:
 
 
 def machine(start: bool) -> dict[str, Any]:
-    from dfpipe.train.devices import cpu_supports_bf16, gpu_count
+    from dfpipe.core.cpu import cpu_supports_bf16
+    from dfpipe.train.devices import gpu_count
 
     info: dict[str, Any] = {"load_avg_start" if start else "load_avg_end": os.getloadavg()}
     if start:
@@ -187,6 +188,23 @@ def finished_model(out: Path, options: dict[str, Any]) -> Path | None:
     saved = json.loads(state.read_text(encoding="utf-8"))
     model = Path(saved.get("model", ""))
     return model if saved.get("options") == options and model.is_file() else None
+
+
+def test_result(ev: dict[str, Any], bootstrap: int) -> dict[str, Any]:
+    """The test split's frame-level figures of one evaluation (metrics.json's dict)."""
+    frames = ev["crops"]
+    m = frames["metrics"]
+    ci = frames["ci"] or {}
+    return {
+        "split": "test", "level": "frames", "tta": ev["tta"], "crops": frames["count"],
+        "real": frames["real"], "fake": frames["fake"],
+        "auc": _r(m["roc_auc"]), "auc_ci95": [_r(v) for v in ci.get("roc_auc") or []] or None,
+        "accuracy": _r(m["accuracy"]),
+        "accuracy_ci95": [_r(v) for v in ci.get("accuracy") or []] or None,
+        "balanced_accuracy": _r(m["balanced_accuracy"]), "eer": _r(m["eer"]),
+        "log_loss": _r(m["log_loss"]), "threshold": _r(ev["threshold"]["value"]),
+        "threshold_source": ev["threshold"]["source"],
+        "bootstrap": {"resamples": bootstrap, "unit": ci.get("unit")}}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -248,19 +266,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                  batch_size=args.eval_batch_size, bootstrap=args.bootstrap,
                                  seed=args.seed, progress=False)
     eval_minutes = (time.time() - t0) / 60
-    frames = ev["crops"]
-    m = frames["metrics"]
-    ci = frames["ci"] or {}
-    report["result"] = {
-        "split": "test", "level": "frames", "crops": frames["count"], "real": frames["real"],
-        "fake": frames["fake"],
-        "auc": _r(m["roc_auc"]), "auc_ci95": [_r(v) for v in ci.get("roc_auc") or []] or None,
-        "accuracy": _r(m["accuracy"]),
-        "accuracy_ci95": [_r(v) for v in ci.get("accuracy") or []] or None,
-        "balanced_accuracy": _r(m["balanced_accuracy"]), "eer": _r(m["eer"]),
-        "log_loss": _r(m["log_loss"]), "threshold": _r(ev["threshold"]["value"]),
-        "threshold_source": ev["threshold"]["source"],
-        "bootstrap": {"resamples": args.bootstrap, "unit": ci.get("unit")}}
+    report["result"] = test_result(ev, args.bootstrap)
+    if args.tta != "none":
+        with contextlib.redirect_stdout(sys.stderr):
+            ev_tta = evaluation.evaluate(model_path, split_dir, split="test",
+                                         output=workdir / f"eval-tta-{args.tta}",
+                                         batch_size=args.eval_batch_size,
+                                         bootstrap=args.bootstrap, seed=args.seed,
+                                         progress=False, tta=args.tta)
+        report[f"result_tta_{args.tta}"] = test_result(ev_tta, args.bootstrap)
     report["training"] = {
         "options_given": options, "config": meta["config"], "precision":
             meta["training"]["precision"], "epochs_run": meta["training"]["epochs_run"],
@@ -295,6 +309,12 @@ def learning_curve(args: argparse.Namespace) -> dict[str, Any]:
                                "epochs_run": report["training"]["epochs_run"],
                                "auc": report["result"]["auc"],
                                "auc_ci95": report["result"]["auc_ci95"],
+                               **({f"auc_tta_{args.tta}": report[f"result_tta_{args.tta}"]["auc"],
+                                   f"auc_ci95_tta_{args.tta}":
+                                       report[f"result_tta_{args.tta}"]["auc_ci95"]}
+                                  if args.tta != "none" else {}),
+                               "val_auc_per_epoch": report["training"][
+                                   "validation_only_chose_the_checkpoint"]["val_auc_per_epoch"],
                                "test_crops": report["result"]["crops"],
                                "train_minutes": report["minutes"]["train"],
                                "machine": report["machine"]})
@@ -351,6 +371,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ev.add_argument("--bootstrap", type=int, default=1000,
                     help="bootstrap resamples for the 95%% intervals")
     ev.add_argument("--eval-batch-size", type=int, default=64, help="crops per model call")
+    ev.add_argument("--tta", choices=("none", "flip"), default="flip",
+                    help="also score the test split with this test-time augmentation "
+                         "(flip: the mean of a crop's and its mirror's scores) and report both")
     p.add_argument("--output", type=Path, default=None, help="also write the JSON here")
     return p.parse_args(argv)
 

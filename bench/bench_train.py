@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from bench_detection import split_crops_folder  # noqa: E402
 
+from dfpipe.core.cpu import cpu_supports_bf16  # noqa: E402
 from dfpipe.core.images import read_rgb  # noqa: E402
 from dfpipe.core.splittable import load_split  # noqa: E402
 from dfpipe.models.build import build_classifier
@@ -45,7 +46,6 @@ from dfpipe.split.quality import QualityRules  # noqa: E402
 from dfpipe.train.config import TrainConfig
 from dfpipe.train.devices import (
     choose_precision,
-    cpu_supports_bf16,
     gpu_capability,
     gpu_count,
     precision_policy,

@@ -146,11 +146,12 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
              bootstrap: int = metrics.DEFAULT_RESAMPLES, seed: int = 0,
              progress: bool = True, crop_threshold: float | None = None,
              crops_per_video: int | None = None, tta: str | None = None,
-             runtime: str = "auto") -> dict[str, Any]:
+             runtime: str = "auto", precision: str | None = None) -> dict[str, Any]:
     """Score every crop of ``split``, aggregate per video, write figures and reports.
 
     ``runtime``: ``auto`` follows the model file's suffix (.h5 TensorFlow, .onnx ONNX Runtime,
-    which never imports TensorFlow), ``onnx`` takes the export beside a .h5.
+    which never imports TensorFlow), ``onnx`` takes the export beside a .h5. ``precision``:
+    float32 (None), bfloat16 or auto (:mod:`dfpipe.models.precision`).
     The rule, the crops each video is judged on and the thresholds default to the model's
     operating point (video threshold for videos, crop threshold for crops). Returns the dict
     written to metrics.json.
@@ -169,7 +170,7 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
     videos = group_videos(crops)
     if not model_path.exists():  # a folder is named as such by read_metadata
         raise PipelineError(f"model file not found: {model_path} (train one with train.py)")
-    model, meta = load_any(model_path, runtime)
+    model, meta = load_any(model_path, runtime, precision=precision)
     point = resolve_operating_point(meta, aggregate, threshold, crop_threshold)
     aggregate, thr, crop_thr = point.aggregate, point.threshold, point.crop_threshold
     rule = aggregator(aggregate)
@@ -189,6 +190,7 @@ def evaluate(model_path: Path, data_root: Path, split: str = DEFAULT_SPLIT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dfpipe_version": __version__,
         "model": {"path": str(model_path), "runtime": "onnx" if is_onnx_model(model) else "tf",
+                  "precision": meta["inference_precision"],
                   "backbone": meta.get("backbone"),
                   "input_size": meta.get("input_size"), "created": meta.get("created"),
                   "training_log": str(training_log) if training_log.is_file() else None,

@@ -122,13 +122,17 @@ def load_onnx(path: Path, threads: int | None = None) -> tuple[OnnxClassifier, d
     return OnnxClassifier(path, threads), meta
 
 
-def load_any(path: Path | str, runtime: str = "auto", threads: int | None = None
-             ) -> tuple[Any, dict[str, Any]]:
+def load_any(path: Path | str, runtime: str = "auto", threads: int | None = None,
+             precision: str | None = None) -> tuple[Any, dict[str, Any]]:
     """(model, metadata) for ``score_crops``, from a .h5 (TensorFlow) or .onnx (ONNX Runtime).
 
     ``runtime``: ``auto`` follows the suffix; ``onnx`` with a .h5 takes the .onnx exported
-    beside it; ``tf`` needs the .h5. The .onnx path imports no TensorFlow.
+    beside it; ``tf`` needs the .h5. The .onnx path imports no TensorFlow. ``precision``
+    (:mod:`dfpipe.models.precision`): float32 (None), bfloat16 or auto; the one used is
+    recorded in the returned metadata under ``inference_precision``.
     """
+    from dfpipe.models.precision import resolve_precision
+
     if runtime not in RUNTIMES:
         raise PipelineError(f"unknown runtime '{runtime}': use one of {', '.join(RUNTIMES)}")
     path = Path(path)
@@ -141,11 +145,15 @@ def load_any(path: Path | str, runtime: str = "auto", threads: int | None = None
         path, is_onnx = onnx_path, True
     if runtime == "tf" and is_onnx:
         raise PipelineError(f"{path} is an ONNX export; the TF runtime needs the .h5 it came from")
+    chosen = resolve_precision(precision, is_onnx)
     if is_onnx:
-        return load_onnx(path, threads)
+        model, meta = load_onnx(path, threads)
+        return model, {**meta, "inference_precision": chosen}
+    from dfpipe.models.precision import apply_precision
     from dfpipe.models.saving import load_classifier
 
-    return load_classifier(path)
+    model, meta = load_classifier(path)
+    return apply_precision(model, chosen), {**meta, "inference_precision": chosen}
 
 
 def is_onnx_model(model: Any) -> bool:

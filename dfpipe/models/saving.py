@@ -87,11 +87,11 @@ def load_model(path: Path) -> tuple[Any, dict[str, Any]]:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - any loader failure is a bad model file
         raise PipelineError(f"cannot load model {path}: {str(exc).splitlines()[0]}") from None
-    _finalize_normalization(model)
+    finalize_normalization(model)
     return model, meta
 
 
-def _finalize_normalization(model: Any) -> None:
+def finalize_normalization(model: Any) -> None:
     """Make Normalization layers use the mean/variance the file holds.
 
     Keras' HDF5 loader restores a nested model's Normalization weights without recomputing the

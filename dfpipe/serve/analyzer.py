@@ -105,12 +105,14 @@ class Analyzer:
 
     @classmethod
     def load(cls, model_path: Path, runtime: str = "auto", mtcnn_onnx: Path | None = None,
-             **options: Any) -> Analyzer:
+             precision: str | None = None, **options: Any) -> Analyzer:
         """Load the model file once (checked against its metadata) and prepare the detector.
 
         With an ONNX model (``runtime`` onnx, or a .onnx file) faces are found by MTCNN's
         exported networks (``mtcnn_onnx``, written by ``export.py --detector mtcnn``) and
-        TensorFlow is never imported.
+        TensorFlow is never imported. The TF runtime uses those networks too when
+        ``mtcnn_onnx`` is given (faster than the ``mtcnn`` package, the same boxes).
+        ``precision``: float32 (None), bfloat16 or auto (:mod:`dfpipe.models.precision`).
         """
         from dfpipe.models.onnxrun import is_onnx_model, load_any
         from dfpipe.models.saving import read_metadata
@@ -119,11 +121,15 @@ class Analyzer:
             settings, _ = settings_from_metadata(read_metadata(Path(model_path)),
                                                  options.get("detector"), options.get("every"),
                                                  options.get("frames"))
+            if mtcnn_onnx is not None and settings.detector != "mtcnn":
+                raise PipelineError(f"--mtcnn-onnx drives MTCNN, but the detector is "
+                                    f"{settings.detector}: pass --detector mtcnn, or leave "
+                                    "--mtcnn-onnx out")
             facelib.preflight(settings.detector)  # cheap checks before the model loads
-        model, meta = load_any(Path(model_path), runtime)
+        model, meta = load_any(Path(model_path), runtime, precision=precision)
         analyzer = cls(model, meta, model_path=Path(model_path), **options)
         name = analyzer.settings.detector
-        if is_onnx_model(model):
+        if is_onnx_model(model) or mtcnn_onnx is not None:
             if name != "mtcnn":
                 raise PipelineError(f"the ONNX runtime finds faces with MTCNN only ({name} "
                                     "needs TensorFlow): pass --detector mtcnn, or --runtime tf")
@@ -163,6 +169,8 @@ class Analyzer:
             "threshold": self.threshold, "threshold_source": self.threshold_source,
             "crop_threshold": self.crop_threshold, "aggregate": self.rule,
             "batch_size": self.batch_size,
+            "precision": self.metadata.get("inference_precision", "float32"),
+            "face_detector_runtime": "onnx" if self.detector_factory else "package",
             "detector": self.settings.detector, "trained_with_detector": self.trained_detector,
             "crop": {"detector": self.settings.detector, **self.settings.record()},
             "crop_source": self.settings_source,
@@ -308,6 +316,7 @@ class Analyzer:
         result: dict[str, Any] = {
             "video": video, "threshold": self.threshold,
             "threshold_source": self.threshold_source, "aggregate": self.rule, "tta": self.tta,
+            "precision": self.metadata.get("inference_precision", "float32"),
             "settings": {"detector": s.detector, **s.record()},
             "settings_source": self.settings_source, "model": _model_summary(self),
             "quality_rules": self.metadata.get("quality"), "crop_unknown": self.crop_unknown,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from dfpipe.core.errors import PipelineError
@@ -46,20 +45,6 @@ def gpu_capability() -> tuple[int, int] | None:
         details = tf.config.experimental.get_device_details(gpu)
         found.append(tuple(details.get("compute_capability") or (0, 0)))
     return min(found) if found else None
-
-
-def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether the CPU flags list native bf16 arithmetic (avx512_bf16 or amx_bf16)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return False
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[-1].split())
-            return bool(flags & {"avx512_bf16", "amx_bf16"})
-    return False
 
 
 def gpu_count() -> int:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from dfpipe.core.atomic import write_json_atomic
+from dfpipe.core.cpu import cpu_supports_bf16
 from dfpipe.core.files import TRAINING_DONE, TRAINING_LOG
 from dfpipe.core.images import feed_size_of
 from dfpipe.core.splittable import crop_settings, quality_rules, read_split_report
@@ -53,7 +54,6 @@ from dfpipe.train.config import Phase, TrainConfig, phases_of, resolve, run_iden
 from dfpipe.train.curves import training_curves
 from dfpipe.train.devices import (
     choose_precision,
-    cpu_supports_bf16,
     gpu_capability,
     gpu_count,
     is_chief,

@@ -94,6 +94,15 @@ def test_bench_scores_the_held_out_test_split(tmp_path: Path) -> None:
     assert result["auc"] == round(auc, 4)
     low, high = result["auc_ci95"]
     assert low <= result["auc"] <= high
+    flip = report["result_tta_flip"]  # the same test crops, each scored with its mirror too
+    assert flip["tta"] == "flip" and result["tta"] == "none" and flip["crops"] == result["crops"]
+    with open(work / "eval-tta-flip" / "predictions_crops.csv", newline="",
+              encoding="utf-8") as fh:
+        flipped = list(csv.DictReader(fh))
+    assert {r["path"] for r in flipped} == set(test_rows)
+    assert flip["auc"] == round(roc_auc_score([test_rows[r["path"]] for r in flipped],
+                                              [float(r["score"]) for r in flipped]), 4)
+    assert [r["score"] for r in flipped] != [r["score"] for r in scored]
     assert report["training"]["config"]["epochs"] == 1
     assert report["training"]["crop"]["margin"] == 1.0
     assert report["machine"]["cores"] >= 1 and "load_avg_end" in report["machine"]
@@ -123,3 +132,6 @@ def test_learning_curve_mode_runs_one_held_out_evaluation_per_grid_point(tmp_pat
         assert meta["train_config"]["augment"] == (0.0 if p["augment"] == "none" else 1.0)
         low, high = p["auc_ci95"]
         assert low <= p["auc"] <= high and p["test_crops"] > 0
+        low, high = p["auc_ci95_tta_flip"]
+        assert low <= p["auc_tta_flip"] <= high
+        assert len(p["val_auc_per_epoch"]) == p["epochs_run"]

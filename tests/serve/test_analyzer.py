@@ -321,3 +321,30 @@ def test_the_app_applies_the_training_quality_rules(tmp_path, media, centre):
     result = Analyzer.load(strict).analyze(media["face"]).result
     assert result["score"] == pytest.approx(result["score_unfiltered"])
     assert any("passes the training quality rules" in w for w in result["warnings"])
+
+
+def test_tf_runtime_finds_faces_with_the_exported_mtcnn_when_given(tmp_path, media):
+    from dfpipe.extract.mtcnn_export import export_mtcnn
+    from dfpipe.extract.mtcnn_onnx import OnnxMTCNN
+
+    model = save_tiny_model(tmp_path / "tiny.h5", bias=0.3, crop=crop_metadata("mtcnn"))
+    folder = export_mtcnn(tmp_path / "mtcnn_onnx")
+    package = Analyzer.load(model, detector="mtcnn")
+    exported = Analyzer.load(model, detector="mtcnn", mtcnn_onnx=folder, precision="bfloat16")
+    assert isinstance(exported.detector(), OnnxMTCNN)
+    assert not isinstance(package.detector(), OnnxMTCNN)
+    want = package.analyze(media["face"]).result
+    got = exported.analyze(media["face"]).result
+    assert exported.describe()["face_detector_runtime"] == "onnx"
+    assert got["precision"] == "bfloat16" and want["precision"] == "float32"
+    assert len(got["faces"]) == len(want["faces"]) > 0
+    for a, b in zip(got["faces"], want["faces"], strict=True):
+        assert np.max(np.abs(np.subtract(a["box"], b["box"]))) <= 2.0
+    assert got["verdict"] == want["verdict"]
+    assert got["score"] == pytest.approx(want["score"], abs=0.05)
+
+
+def test_exported_mtcnn_with_another_detector_is_refused(tmp_path):
+    model = save_tiny_model(tmp_path / "tiny.h5", crop=crop_metadata("mtcnn"))
+    with pytest.raises(PipelineError, match="--mtcnn-onnx drives MTCNN.*--detector mtcnn"):
+        Analyzer.load(model, detector="retinaface", mtcnn_onnx=tmp_path / "none")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dfpipe.core.errors import PipelineError
-from dfpipe.train.devices import choose_precision, cpu_supports_bf16, is_chief, strategy_kind
+from dfpipe.train.devices import choose_precision, is_chief, strategy_kind
 
 
 @pytest.mark.parametrize("requested,gpu,bf16,expected", [
@@ -25,13 +25,9 @@ def test_auto_precision(requested: str, gpu: tuple[int, int] | None, bf16: bool,
     assert choose_precision(requested, gpu, bf16) == expected
 
 
-def test_bad_precision_and_cpu_flags() -> None:
+def test_bad_precision() -> None:
     with pytest.raises(PipelineError, match="unknown precision 'half'"):
         choose_precision("half", None, False)
-    assert cpu_supports_bf16("processor : 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n")
-    assert cpu_supports_bf16("flags : fpu avx512_bf16\n")
-    assert not cpu_supports_bf16("flags : fpu sse avx2 avx512f\n")
-    assert not cpu_supports_bf16("")
 
 
 def test_distribution_choice() -> None:
