@@ -6,7 +6,9 @@ margin and writes the JPEG. This stage: ``dfpipe.extract.run.run`` with the same
 sampling and margin, ``--workers`` processes. Both run in this one invocation, each into a
 fresh temporary folder, and one JSON object goes to stdout: wall time, videos/s, sampled
 frames/s, the speed ratio (plain loop time / this stage's time) and how many of the plain
-loop's faces this stage also found (same frame, box IoU >= 0.5).
+loop's faces this stage also found (same frame, box IoU >= 0.5). By default each is timed as
+a whole process from launch to exit, imports and detector build included: the plain loop as a
+child Python process, this stage as ``preprocess.py`` (``--in-process``: library calls).
 
 Example (from the repo root; 2-3 minutes on 2 idle cores, far longer on a shared machine)::
 
@@ -44,6 +46,7 @@ SPEED_TARGET = 8.0  # issue 22
 AGREEMENT_TARGET = 0.95
 IOU_MATCH = 0.5
 DETECTOR = "mtcnn"
+PLAIN_RESULT = "plain_loop.json"
 
 Box = tuple[float, float, float, float]
 
@@ -145,6 +148,66 @@ def this_stage(videos: Path, out_root: Path, settings: Settings, workers: int,
     return figures, boxes
 
 
+def timed_process(cmd: list[str]) -> dict[str, Any]:
+    """Run ``cmd`` from launch to exit: wall seconds and the CPU seconds it (and its children)
+    used; PipelineError with its last output lines when it fails."""
+    import resource
+    import subprocess
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise PipelineError(f"{shlex.join(cmd[:3])}... exited {done.returncode}: {tail}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"process_seconds": round(seconds, 2), "process_cpu_seconds": round(cpu, 2),
+            "command": shlex.join(cmd)}
+
+
+def plain_loop_process(videos: Path, out_root: Path, every: int, limit: int | None
+                       ) -> tuple[dict[str, Any], dict[tuple[str, int], Box]]:
+    """The plain loop as its own Python process (imports and MTCNN build included)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--plain-loop-into", str(out_root),
+           "--videos", str(videos), "--every", str(every)]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    timing = timed_process(cmd)
+    saved = json.loads((out_root / PLAIN_RESULT).read_text(encoding="utf-8"))
+    boxes = {(video, int(frame)): tuple(box) for video, frame, box in saved["boxes"]}
+    figures = {**saved["figures"], **timing, "seconds": timing["process_seconds"],
+               "cpu_seconds": timing["process_cpu_seconds"]}
+    return figures, boxes
+
+
+def stage_process(videos: Path, out_root: Path, settings: Settings, workers: int,
+                  limit: int | None, mtcnn_onnx: Path | None
+                  ) -> tuple[dict[str, Any], dict[tuple[str, int], Box]]:
+    """``preprocess.py`` as a user runs it, one process from launch to exit."""
+    cmd = [sys.executable, str(REPO / "preprocess.py"), "--input", str(videos), "--output",
+           str(out_root), "--detector", settings.detector, "--every", str(settings.every),
+           "--detect-max-side", str(settings.detect_max_side), "--workers", str(workers)]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    if mtcnn_onnx:
+        cmd += ["--mtcnn-onnx", str(mtcnn_onnx)]
+    timing = timed_process(cmd)
+    records = read_manifests(out_root)
+    boxes = {(rec["video_id"], crop["frame"]): tuple(crop["box"])
+             for rec in records for crop in rec["crops"] if crop["face"] == 0}
+    figures = {**timing, "seconds": timing["process_seconds"],
+               "cpu_seconds": timing["process_cpu_seconds"],
+               "video_seconds_sum": round(sum(rec["seconds"] for rec in records), 2),
+               "frames_read": sum(rec["frames_read"] for rec in records),
+               "frames_sampled": sum(rec["frames_sampled"] for rec in records),
+               "faces": len(boxes),
+               "video_seconds": {rec["video_id"]: rec["seconds"] for rec in records}}
+    return figures, boxes
+
+
 def agreement(plain: dict[tuple[str, int], Box], ours: dict[tuple[str, int], Box]
               ) -> dict[str, Any]:
     """How many of the plain loop's faces this stage found at the same frame (IoU >= 0.5)."""
@@ -172,8 +235,12 @@ def _rates(figures: dict[str, Any], n_videos: int) -> None:
 
 
 def benchmark(videos: Path, workers: int, every: int, limit: int | None,
-              detect_max_side: int, mtcnn_onnx: Path | None = None) -> dict[str, Any]:
-    """Both methods on the same videos, one after the other; the whole JSON report."""
+              detect_max_side: int, mtcnn_onnx: Path | None = None,
+              whole_process: bool = True) -> dict[str, Any]:
+    """Both methods on the same videos, one after the other; the whole JSON report.
+
+    ``whole_process``: each runs as its own process, timed from launch to exit (the plain loop
+    as a script, the stage as ``preprocess.py``); otherwise both run inside this one."""
     settings = Settings(detector=DETECTOR, every=every, detect_max_side=detect_max_side)
     resolved = settings.resolved()
     jobs = discover(videos)
@@ -183,10 +250,15 @@ def benchmark(videos: Path, workers: int, every: int, limit: int | None,
         Path(job.source).read_bytes()
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
-        plain, plain_boxes = plain_loop(jobs, Path(tmp) / "plain", every, resolved.margin,
-                                        resolved.size, resolved.min_confidence)
-        ours, our_boxes = this_stage(videos, Path(tmp) / "ours", settings, workers, limit,
-                                     mtcnn_onnx)
+        if whole_process:
+            plain, plain_boxes = plain_loop_process(videos, Path(tmp) / "plain", every, limit)
+            ours, our_boxes = stage_process(videos, Path(tmp) / "ours", settings, workers,
+                                            limit, mtcnn_onnx)
+        else:
+            plain, plain_boxes = plain_loop(jobs, Path(tmp) / "plain", every, resolved.margin,
+                                            resolved.size, resolved.min_confidence)
+            ours, our_boxes = this_stage(videos, Path(tmp) / "ours", settings, workers, limit,
+                                         mtcnn_onnx)
     load_after = load_average()
     for figures in (plain, ours):
         _rates(figures, len(jobs))
@@ -201,8 +273,11 @@ def benchmark(videos: Path, workers: int, every: int, limit: int | None,
         "plain_loop": {"what": "1 process, cap.read() + BGR->RGB on every frame, "
                                "MTCNN().detect_faces on every Nth full-resolution frame, "
                                "largest face, same crop_face, cv2.imwrite", **plain},
-        "this_stage": {"what": f"dfpipe.extract.run.run(workers={workers}, "
-                               f"mtcnn_onnx={str(mtcnn_onnx) if mtcnn_onnx else None})",
+        "timed_as": "whole processes, launch to exit (wall clock)" if whole_process
+        else "library calls inside this process",
+        "this_stage": {"what": "preprocess.py" if whole_process else
+                       f"dfpipe.extract.run.run(workers={workers}, "
+                       f"mtcnn_onnx={str(mtcnn_onnx) if mtcnn_onnx else None})",
                        **ours},
         "speed_ratio": round(ratio, 3) if ratio else None,
         "cpu_ratio": round(plain["cpu_seconds"] / ours["cpu_seconds"], 3)
@@ -220,6 +295,18 @@ def benchmark(videos: Path, workers: int, every: int, limit: int | None,
     }
 
 
+def write_plain_loop(videos: Path, out_root: Path, every: int, limit: int | None) -> None:
+    """The plain loop's child process: run it, then write its figures and boxes."""
+    resolved = Settings(detector=DETECTOR, every=every).resolved()
+    jobs = discover(videos)
+    figures, boxes = plain_loop(jobs[:limit] if limit else jobs, out_root, every,
+                                resolved.margin, resolved.size, resolved.min_confidence)
+    out_root.mkdir(parents=True, exist_ok=True)
+    (out_root / PLAIN_RESULT).write_text(json.dumps({
+        "figures": figures, "boxes": [[v, f, list(b)] for (v, f), b in boxes.items()]}),
+        encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -235,14 +322,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mtcnn-onnx", type=Path, default=None, metavar="DIR",
                         help="this stage runs MTCNN from its ONNX export in DIR (python "
                              "export.py --detector mtcnn --output DIR); None: the package")
+    parser.add_argument("--in-process", action="store_true",
+                        help="time both as library calls inside this process instead of as "
+                             "whole processes from launch to exit")
+    parser.add_argument("--plain-loop-into", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.plain_loop_into:
+        write_plain_loop(args.videos, args.plain_loop_into, args.every, args.limit)
+        return
     if args.workers < 1 or args.every < 1:
         raise PipelineError("--workers and --every must be >= 1")
     if not args.videos.is_dir():
         raise PipelineError(f"videos folder not found: {args.videos}: pass --videos DIR "
                             "(a folder with real/ and fake/ sub-folders of videos)")
     print(json.dumps(benchmark(args.videos, args.workers, args.every, args.limit,
-                               args.detect_max_side, args.mtcnn_onnx), indent=2))
+                               args.detect_max_side, args.mtcnn_onnx,
+                               whole_process=not args.in_process), indent=2))
 
 
 if __name__ == "__main__":
