@@ -22,7 +22,7 @@ from dfpipe.models.registry import BACKBONES  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from dfpipe.models.registry import SCHEDULES
-    from dfpipe.scoring.crops import AGGREGATORS
+    from dfpipe.scoring.crops import AGGREGATORS, TTA_MODES
     from dfpipe.train.config import config_fields
     from dfpipe.train.devices import PRECISIONS
     from dfpipe.train.inputs import BALANCE_MODES
@@ -102,6 +102,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="rule turning a video's crop scores into its score; validation crops "
                         "are aggregated per video with it and the video-level threshold is "
                         "chosen on those videos (evaluate and the app default to both)")
+    p.add_argument("--tta", default=d["tta"], choices=list(TTA_MODES),
+                   help="test-time augmentation the operating point is chosen with: flip "
+                        "scores each validation crop as the mean of it and its mirror image, "
+                        "and the model's operating point stores it, so evaluate and the app "
+                        "judge with it too unless told otherwise")
     p.add_argument("--seed", type=int, default=d["seed"], help="seed for every random choice")
     p.add_argument("--sbi", action="store_true",
                    help="self-blended training (Shiohara & Yamasaki 2022): every real training "
@@ -141,7 +146,7 @@ def main() -> int:
         precision=args.precision, balance=args.balance,
         augment="none" if args.no_augment else args.augment,
         patience=args.patience, lr_patience=args.lr_patience, seed=args.seed,
-        restart=args.restart, aggregate=args.aggregate, sbi=args.sbi,
+        restart=args.restart, aggregate=args.aggregate, tta=args.tta, sbi=args.sbi,
         sbi_ratio=args.sbi_ratio, sbi_val=args.sbi_val)
     result = train(config, verbose=1 if sys.stdout.isatty() else 2)
     meta = result.metadata

@@ -15,7 +15,7 @@ from typing import Any
 
 from dfpipe.core.errors import PipelineError
 from dfpipe.models.registry import SCHEDULES, get_backbone
-from dfpipe.scoring.crops import aggregator
+from dfpipe.scoring.crops import TTA_MODES, aggregator
 from dfpipe.train.devices import PRECISIONS
 from dfpipe.train.inputs import augment_strength
 
@@ -50,6 +50,7 @@ class TrainConfig:
     lr_factor: float = 0.3
     seed: int = 42
     aggregate: str = "mean"
+    tta: str = "none"  # test-time augmentation the operating point is chosen (and judged) with
     sbi: bool = False
     sbi_ratio: float = 1.0
     sbi_val: bool = False
@@ -79,6 +80,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise PipelineError("--head-epochs and --epochs cannot be negative")
     if config.frames_per_video < 0:
         raise PipelineError("--frames-per-video cannot be negative (0: every crop)")
+    if config.tta not in TTA_MODES:
+        raise PipelineError(f"unknown --tta '{config.tta}': use one of {', '.join(TTA_MODES)}")
     if config.precision not in PRECISIONS:
         raise PipelineError(f"unknown precision '{config.precision}': use one of "
                             f"{', '.join(PRECISIONS)}")

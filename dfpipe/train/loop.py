@@ -149,9 +149,10 @@ def train(config: TrainConfig, verbose: int = 2, strategy: Any | None = None) ->
     with precision_policy("float32"):
         final = build_classifier(spec, cfg.size, None, cfg.dropout)
         final.load_weights(backup.weights_path(state.best_file or state.weights))
-    scores = final.predict(val_ds, verbose=0).reshape(-1).astype(np.float64)
+    scores = validation_scores(final, val_ds, cfg.tta)
     point = choose_operating_point(val_ids, val_labels, scores, cfg.aggregate,
                                    "train.py --aggregate", cfg.frames_per_video, val_order)
+    point["operating_point"]["tta"] = cfg.tta
     threshold = point["threshold"]
     val_auc = _auc(val_labels, scores)
     meta = model_metadata(cfg, spec, precision, replicas, kind, feed, crop, val_auc,
@@ -288,6 +289,18 @@ class _Run:
                                keras.metrics.BinaryAccuracy(name="accuracy")])
 
 
+def validation_scores(model: Any, val_ds: Any, tta: str) -> np.ndarray:
+    """P(fake) of every validation crop, in order; ``tta="flip"``: the mean of each crop's and
+    its mirror image's, as :func:`dfpipe.scoring.crops.score_crops` gives it."""
+    import tensorflow as tf
+
+    scores = model.predict(val_ds, verbose=0).reshape(-1).astype(np.float64)
+    if tta == "flip":
+        mirrored = val_ds.map(lambda x, y: (tf.reverse(x, axis=[2]), y))
+        scores = (scores + model.predict(mirrored, verbose=0).reshape(-1)) / 2.0
+    return scores
+
+
 def measure_saved(model_path: Path, val_crops: Sequence[Any], meta: dict[str, Any],
                   batch_size: int) -> dict[str, Any]:
     """The operating point's rates on the validation videos, measured as evaluate measures
@@ -296,7 +309,7 @@ def measure_saved(model_path: Path, val_crops: Sequence[Any], meta: dict[str, An
     model, _ = load_model(model_path)
     op = meta["operating_point"]
     _, by_video = judge_split(model, val_crops, op["rule"], op["crops_per_video"],
-                              feed_size_of(meta), batch_size)
+                              feed_size_of(meta), batch_size, tta=op.get("tta", "none"))
     label_of = {c.video_id: c.label for c in val_crops}
     labels = [label_of[v] for v in by_video]
     rates = rates_at(labels, [s.score for s in by_video.values()], op["threshold"])
@@ -311,7 +324,7 @@ def measure_self_blended(model_path: Path, val: SBIValidation, meta: dict[str, A
     gives other figures: the metadata says so)."""
     model, _ = load_model(model_path)
     op = meta["operating_point"]
-    scores = score_crops(model, list(val.images), batch_size)
+    scores = score_crops(model, list(val.images), batch_size, tta=op.get("tta", "none"))
     by_video = score_videos(val.video_ids, val.order, scores, op["rule"], op["crops_per_video"])
     label_of = dict(zip(val.video_ids, val.labels, strict=True))
     rates = rates_at([label_of[v] for v in by_video], [s.score for s in by_video.values()],

@@ -352,3 +352,26 @@ def test_phase_boundary_is_where_phase_one_really_ended(tmp_path: Path) -> None:
     assert result.metadata["phase_boundary"] == 2
     assert list(pd.read_csv(tmp_path / "models" / "training_log.csv")["epoch"]) == [0, 1, 2]
     assert result.metadata["aggregate"] == "median"
+
+
+def test_tta_flip_chooses_the_operating_point_and_is_stored_in_it(tmp_path: Path) -> None:
+    from dfpipe.core.images import feed_size_of
+    from dfpipe.evaluate import run as evaluation
+    from dfpipe.scoring.judge import judge_split
+
+    root = write_split(tmp_path / "split")
+    result = train(TrainConfig(data=root, output=tmp_path / "m", tta="flip", **TINY_RUN),
+                   verbose=0)
+    model, meta = load_classifier(result.model_path)
+    assert meta["operating_point"]["tta"] == "flip"
+    val = read_split(root, "val")
+    labels = [c.label for c in val]
+    flipped, _ = judge_split(model, val, "mean", 0, feed_size_of(meta), tta="flip")
+    plain, _ = judge_split(model, val, "mean", 0, feed_size_of(meta))
+    assert not np.allclose(flipped, plain)
+    assert meta["crop_threshold"] == pytest.approx(choose_threshold(labels, flipped), abs=1e-6)
+    ev = evaluation.evaluate(result.model_path, root, split="val", output=tmp_path / "ev",
+                             bootstrap=0, progress=False)
+    assert ev["tta"] == "flip"  # evaluate judges as the operating point was chosen
+    with pytest.raises(PipelineError, match="unknown --tta 'rotate'"):
+        train(TrainConfig(data=root, output=tmp_path / "m2", tta="rotate", **TINY_RUN))
