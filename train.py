@@ -28,6 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from dfpipe.train.inputs import BALANCE_MODES
 
     d = config_fields()
+    augment_defaults = ", ".join(f"{b.name} {b.training.augment:g}" for b in BACKBONES.values())
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", type=Path, default=d["data"],
@@ -35,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output", type=Path, default=d["output"], help="folder for model and logs")
     p.add_argument("--backbone", default=d["backbone"], choices=sorted(BACKBONES),
                    help="feature extractor; its input size, scaling and learning rates are "
-                        "the defaults of the options left unset ('tiny' is for tests/demos)")
+                        "the defaults of the options left unset ('tiny': a small net for CPU-scale "
+                        "training from scratch, 96 px, 20 epochs, and for tests)")
     p.add_argument("--weights", default=d["weights"],
                    help="backbone start: imagenet (downloads), none (random: no head phase, "
                         "all layers train) or PATH to a local .h5 of the backbone's weights")
@@ -90,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="training augmentation strength: none, light (0.5), full (1, the "
                         "published recipe) or a number in [0, 1] that scales every "
                         "probability but the flip's and every range; unset: the backbone's "
-                        "(full for every backbone today); validation is never augmented")
+                        f"({augment_defaults}); validation is never augmented")
     p.add_argument("--no-augment", action="store_true",
                    help="the same as --augment none")
     p.add_argument("--patience", type=int, default=d["patience"],

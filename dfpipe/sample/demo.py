@@ -40,6 +40,8 @@ class DemoPlan:
     batch_size: int = 32
     patience: int = 12
     lr_patience: int = 4
+    schedule: str = "plateau"  # the synthetic sample's recipe, kept whatever tiny's defaults
+    augment: str = "full"
     ratios: tuple[float, float, float] = (0.6, 0.2, 0.2)
     workers: int = 2
 
@@ -147,7 +149,8 @@ def run_demo(out: Path, plan: DemoPlan = DemoPlan(), app_check: bool = True) -> 
     _run([py, "train.py", "--data", split, "--output", models, "--backbone", plan.backbone,
           "--weights", "none", "--size", plan.model_size, "--head-epochs", plan.head_epochs,
           "--epochs", plan.epochs, "--batch-size", plan.batch_size, "--patience", plan.patience,
-          "--lr-patience", plan.lr_patience], log)
+          "--lr-patience", plan.lr_patience, "--schedule", plan.schedule,
+          "--augment", plan.augment], log)
     model = models / f"{plan.backbone}_best.h5"
     _run([py, "evaluate.py", "--model", model, "--data", split, "--split", "test",
           "--output", results], log)

@@ -143,7 +143,8 @@ def test_augmentation_strength_scales_the_recipe_and_is_named_or_a_number(
         data.augment_strength("strong")
     with pytest.raises(PipelineError, match="--augment '1.5'"):
         data.augment_strength("1.5")
-    assert resolve(TrainConfig(backbone="tiny")).augment == 1.0  # the registry's default
+    assert resolve(TrainConfig(backbone="tiny")).augment == 0.0  # the registry's: it underfits
+    assert resolve(TrainConfig(backbone="xception")).augment == 1.0  # the published recipe
     assert resolve(TrainConfig(backbone="tiny", augment="light")).augment == 0.5
     root = write_split(tmp_path / "split", size=16)
     crops = read_split(root, "train")
