@@ -364,6 +364,19 @@ def run(input_root: Path, output_root: Path, settings: Settings, workers: int = 
     return summary
 
 
+def largest_first(jobs: list[VideoJob]) -> list[VideoJob]:
+    """The jobs by file size, largest first (ties in discovery order): with several workers the
+    long videos start first and the short ones fill in at the end, so no worker is left
+    running one long video alone (longest-processing-time-first scheduling; the size is a
+    free stand-in for the decode work, read without opening any video)."""
+    def size(job: VideoJob) -> int:
+        try:
+            return os.stat(job.source).st_size
+        except OSError:
+            return 0
+    return sorted(jobs, key=size, reverse=True)
+
+
 def _records(todo: list[VideoJob], settings: Settings, out_root: Path, workers: int,
              max_frames: int | None = None, mtcnn_onnx: Path | None = None):
     bar = tqdm(total=len(todo), unit="video", desc="preprocess", dynamic_ncols=True)
@@ -380,7 +393,7 @@ def _records(todo: list[VideoJob], settings: Settings, out_root: Path, workers: 
                                  initializer=_init_worker,
                                  initargs=(settings, str(out_root), threads,
                                            max_frames, mtcnn_onnx)) as pool:
-            futures = {pool.submit(_work, job): job for job in todo}
+            futures = {pool.submit(_work, job): job for job in largest_first(todo)}
             for future in as_completed(futures):
                 yield future.result()
                 bar.update()

@@ -43,6 +43,7 @@ from dfpipe.serve.crop_settings import (
     unknown_crop_settings,
 )
 from dfpipe.serve.frames import Deadline, Limits, expected_samples, feed
+from dfpipe.serve.overlap import OVERLAP_CHUNK, BackgroundScorer
 from dfpipe.split import quality
 
 log = logging.getLogger(__name__)
@@ -210,12 +211,18 @@ class Analyzer:
         max_faces = limits.max_faces
         capped = {"faces": False}
 
-        def classify() -> None:
+        def score(chunk: list[np.ndarray]) -> np.ndarray:
             t0 = time.perf_counter()
             with self.model_lock:
-                scores.extend(float(v) for v in score_crops(self.model, pending,
-                                                            self.batch_size, tta=self.tta))
+                out = score_crops(self.model, chunk, self.batch_size, tta=self.tta)
             timing["classify_s"] += time.perf_counter() - t0
+            return out
+
+        scorer = BackgroundScorer(score)
+        chunk = min(self.batch_size, OVERLAP_CHUNK)
+
+        def classify() -> None:
+            scorer.submit(pending)
             pending.clear()
 
         def detect() -> None:
@@ -251,28 +258,32 @@ class Analyzer:
                     pending.append(rgb)
             timing["crop_s"] += time.perf_counter() - t1
             batch.clear()
-            if len(pending) >= self.batch_size:
+            if len(pending) >= chunk:
                 classify()
             deadline.check()
 
         def full() -> bool:
             return max_faces is not None and len(faces) >= max_faces
 
-        with closing(feed(path, s.every, s.frames, info, limits, deadline, timing,
-                          det_batch)) as sampled:
-            for index, frame in sampled:
-                batch.append((index, frame))
-                if len(batch) >= det_batch:
-                    detect()
-                    _report(progress, "frames", len(frames), max(expected, len(frames)))
-                    if full():
-                        capped["faces"] = True
-                        break
-        if batch and not capped["faces"]:
-            detect()
-        faces_capped = capped["faces"]
-        if pending:
-            classify()
+        try:
+            with closing(feed(path, s.every, s.frames, info, limits, deadline, timing,
+                              det_batch)) as sampled:
+                for index, frame in sampled:
+                    batch.append((index, frame))
+                    if len(batch) >= det_batch:
+                        detect()
+                        _report(progress, "frames", len(frames), max(expected, len(frames)))
+                        if full():
+                            capped["faces"] = True
+                            break
+            if batch and not capped["faces"]:
+                detect()
+            faces_capped = capped["faces"]
+            if pending:
+                classify()
+            scores.extend(scorer.scores())
+        finally:
+            scorer.close()  # also when a limit or a bad frame stopped the analysis
         deadline.check()
         _report(progress, "frames", len(frames), len(frames))
         call_faces(faces, scores, self.crop_threshold)

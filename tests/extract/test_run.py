@@ -9,7 +9,15 @@ from conftest import REPO, SHARED_DATA, needs_shared, write_numbered_video
 from dfpipe.core.errors import PipelineError
 from dfpipe.core.manifest import manifest_name, read_manifests
 from dfpipe.extract import faces as facelib
-from dfpipe.extract.run import Settings, VideoJob, discover, in_shard, parse_shard, run
+from dfpipe.extract.run import (
+    Settings,
+    VideoJob,
+    discover,
+    in_shard,
+    largest_first,
+    parse_shard,
+    run,
+)
 from dfpipe.train.sbi.landmarks import detect_landmarks
 
 
@@ -316,3 +324,15 @@ def test_a_symlink_loop_gets_a_manifest_record(tmp_path, centre):
     for name in ("real/loop.mp4", "real/gone.mp4"):
         assert records[name]["status"] == "error" and records[name]["message"], name
     assert records["real/000.mp4"]["status"] == "ok"
+
+
+def test_workers_take_the_largest_videos_first(tmp_path: Path) -> None:
+    def job(name: str, size: int) -> VideoJob:
+        path = tmp_path / name
+        path.write_bytes(b"x" * size)
+        return VideoJob(str(path), name, "real", name, "self", name)
+
+    jobs = [job("a.mp4", 10), job("b.mp4", 300), job("c.mp4", 20), job("d.mp4", 300)]
+    missing = VideoJob(str(tmp_path / "gone.mp4"), "gone.mp4", "real", "g", "self", "g")
+    order = [j.relpath for j in largest_first([*jobs, missing])]
+    assert order == ["b.mp4", "d.mp4", "c.mp4", "a.mp4", "gone.mp4"]
