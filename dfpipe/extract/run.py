@@ -365,10 +365,9 @@ def run(input_root: Path, output_root: Path, settings: Settings, workers: int = 
 
 
 def largest_first(jobs: list[VideoJob]) -> list[VideoJob]:
-    """The jobs by file size, largest first (ties in discovery order): with several workers the
-    long videos start first and the short ones fill in at the end, so no worker is left
-    running one long video alone (longest-processing-time-first scheduling; the size is a
-    free stand-in for the decode work, read without opening any video)."""
+    """The jobs by file size, largest first (ties in discovery order), so no worker is left
+    running one long video alone at the end (longest-job-first; the size is a free stand-in
+    for the decode work, read without opening any video)."""
     def size(job: VideoJob) -> int:
         try:
             return os.stat(job.source).st_size
