@@ -25,7 +25,7 @@ from pathlib import Path
 from dfpipe.core.errors import PipelineError, add_debug_option, run_cli
 from dfpipe.extract.faces import DETECTORS
 from dfpipe.models.onnxrun import RUNTIMES
-from dfpipe.models.precision import INFERENCE_PRECISIONS
+from dfpipe.models.precision import add_precision_option
 from dfpipe.scoring import crops as scoring
 from dfpipe.serve.frames import DEFAULT_MAX_PIXELS, Limits
 from dfpipe.serve.web.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_THREADS, WebConfig
@@ -68,12 +68,7 @@ def _analysis_options(p: argparse.ArgumentParser) -> None:
                         "mtcnn): the ONNX runtime always finds faces with them (None: "
                         "models/mtcnn_onnx); given with the TF runtime, they replace the mtcnn "
                         "package there too (same boxes, faster)")
-    p.add_argument("--precision", choices=INFERENCE_PRECISIONS, default=None,
-                   help="float32, or bfloat16: the backbone computes in bfloat16 (TF runtime; "
-                        "resize, scaling and output stay float32; faster on a CPU with "
-                        "AVX-512 BF16 or AMX, scores move by the rounding, see "
-                        "docs/benchmarks.md); auto: bfloat16 where the CPU has it natively "
-                        "and the runtime is TF; None: float32")
+    add_precision_option(p)
     p.add_argument("--tta", choices=scoring.TTA_MODES, default=None,
                    help="test-time augmentation: flip scores each crop as the mean of it and "
                         "its mirror image (twice the model calls); None: the model's operating "

@@ -16,7 +16,7 @@ from dfpipe.core.errors import add_debug_option, run_cli
 from dfpipe.evaluate import crossdata, metrics
 from dfpipe.evaluate import run as evaluation
 from dfpipe.models.onnxrun import RUNTIMES
-from dfpipe.models.precision import INFERENCE_PRECISIONS
+from dfpipe.models.precision import add_precision_option
 from dfpipe.scoring import crops as scoring
 
 
@@ -57,11 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="auto: by the model file (.h5 TensorFlow, .onnx ONNX Runtime, which "
                         "never imports TensorFlow); onnx: the export beside a .h5 (python "
                         "export.py --model M.h5); tf: the .h5")
-    p.add_argument("--precision", choices=INFERENCE_PRECISIONS, default=None,
-                   help="float32, or bfloat16: the backbone computes in bfloat16 (TF runtime; "
-                        "resize, scaling and output stay float32; faster on a CPU with "
-                        "AVX-512 BF16 or AMX); auto: bfloat16 where the CPU has it natively "
-                        "and the runtime is TF; None: float32 (the reference figures)")
+    add_precision_option(p)
     p.add_argument("--tta", choices=scoring.TTA_MODES, default=None,
                    help="test-time augmentation: flip scores each crop as the mean of it and "
                         "its mirror image (twice the model calls); None: the model's operating "

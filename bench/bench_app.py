@@ -287,11 +287,12 @@ def config_report(state: dict[str, Any], args: argparse.Namespace) -> dict[str, 
     total_video = sum(r["duration_s"] for r in ok)
     total_verdict = sum(r["upload_to_verdict_s"] for r in ok)
     analyzer = state["analyzer"]
+    described = analyzer.describe()
     return {
         "config": state["config"],
         "model_load_s": round(state["load_s"], 3), "warmup_clip_s": round(state["warmup_s"], 3),
-        "precision": analyzer.describe()["precision"],
-        "face_detector_runtime": analyzer.describe()["face_detector_runtime"],
+        "precision": described["precision"],
+        "face_detector_runtime": described["face_detector_runtime"],
         "clips": state["rows"],
         "totals": {"clips": len(ok), "video_s": round(total_video, 2),
                    "upload_to_verdict_s": round(total_verdict, 3),

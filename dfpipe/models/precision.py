@@ -25,6 +25,17 @@ DEFAULT_INFERENCE_PRECISION = "float32"
 FLOAT32_LAYERS = frozenset({RESIZE_NAME, SCALE_NAME, OUTPUT_NAME})
 
 
+def add_precision_option(parser: Any) -> None:
+    """``--precision`` for the scripts that score crops (evaluate.py, app.py), one help text."""
+    parser.add_argument(
+        "--precision", choices=INFERENCE_PRECISIONS, default=None,
+        help="float32, or bfloat16: the backbone computes in bfloat16 (TF runtime; resize, "
+             "scaling and output stay float32; faster on a CPU with AVX-512 BF16 or AMX, scores "
+             "move by the rounding, see docs/benchmarks.md); auto: bfloat16 where the CPU has "
+             "it natively and the runtime is TF; None: float32 (the figures the operating "
+             "point was chosen with)")
+
+
 def resolve_precision(requested: str | None, onnx: bool, cpu_has_bf16: bool | None = None) -> str:
     """float32 or bfloat16 for ``requested`` (None: the default, float32) on this runtime.
 
